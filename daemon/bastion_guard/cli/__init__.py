@@ -1,0 +1,1 @@
+"""Command-line entry points: ``bastionctl`` (operator tool) and ``bastiond`` (the daemon)."""

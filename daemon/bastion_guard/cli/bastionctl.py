@@ -1,0 +1,38 @@
+"""``bastionctl``: the operator's tool. Each subcommand lives in its own module; this one only routes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bastion_guard import __version__
+from bastion_guard.cli import parse_cmd
+from bastion_guard.cli.common import EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The root argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="bastionctl",
+        description="Operate bastion-guard: parse and test auth logs against rules.",
+    )
+    parser.add_argument("--version", action="version", version=f"bastionctl {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    parse_cmd.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bastionctl`` and return its exit code (0 ok, 1 failure, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_usage(sys.stderr)
+        return EXIT_USAGE
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
