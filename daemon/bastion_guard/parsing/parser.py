@@ -12,7 +12,9 @@ from collections.abc import Callable
 from datetime import tzinfo
 
 from bastion_guard.events import Event
+from bastion_guard.parsing.audit import parse_audit
 from bastion_guard.parsing.context import ConnectionContext
+from bastion_guard.parsing.dropbear import parse_dropbear
 from bastion_guard.parsing.envelope import Envelope, EnvelopeReader
 from bastion_guard.parsing.privilege import parse_su, parse_sudo
 from bastion_guard.parsing.sshd import parse_sshd
@@ -30,6 +32,7 @@ PROGRAMS: dict[str, ProgramParser] = {
     "sshd-auth": parse_sshd,  # OpenSSH 10: pre-authentication process
     "sudo": parse_sudo,
     "su": parse_su,
+    "dropbear": parse_dropbear,
 }
 
 _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]", re.DOTALL)
@@ -59,6 +62,8 @@ class LineParser:
             return LineStatus.OVERSIZED
         envelope = self._envelopes.read(line, source, position)
         if envelope is None:
+            if line.startswith("type="):
+                return parse_audit(line, source, position, self._context)
             # Not syslog: perhaps a bare "sshd -E" line. Anything else is a format we do not know.
             result = parse_sshd(self._envelopes.bare(line, source, position), self._context)
             return LineStatus.MALFORMED if result is LineStatus.UNMATCHED else result

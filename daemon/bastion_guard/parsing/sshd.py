@@ -426,7 +426,7 @@ SSHD_MESSAGES: dict[str, tuple[Message, ...]] = {
 # Prefixes sshd puts before a message depending on its log level and where it is logged from.
 _LEVEL_PREFIXES = ("error: ", "fatal: ", "warning: ", "debug1: ")
 _PREAUTH = " [preauth]"
-_REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]", re.DOTALL)
+_KERNEL_STAMP = re.compile(r"kernel: ?\[ *\d+\.\d+\]:? ")
 
 
 def parse_sshd(env: Envelope, ctx: ConnectionContext) -> Result:
@@ -434,6 +434,11 @@ def parse_sshd(env: Envelope, ctx: ConnectionContext) -> Result:
     body = env.message
     if body[:6] in ("error:", "fatal:", "warnin", "debug1") and body.startswith(_LEVEL_PREFIXES):
         body = body[body.index(" ") + 1 :]
+    elif body.startswith("kernel:"):
+        # journald sometimes glues a kernel ring-buffer stamp in front: "kernel:[  970.69]: Failed ..."
+        stamp = _KERNEL_STAMP.match(body)
+        if stamp is not None:
+            body = body[stamp.end() :]
     preauth = body.endswith(_PREAUTH)
     if preauth:
         body = body[: -len(_PREAUTH)]
