@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = Path("/usr/sbin/sshd")
@@ -58,7 +58,17 @@ mkdir -m 755 /run/sshd
 exec "$@"
 """
 
-REQUIRED_TOOLS = ("rsyslogd", "sshpass", "ssh", "ssh-keygen", "unshare", "mount", "useradd", "userdel", "usermod")
+REQUIRED_TOOLS = (
+    "rsyslogd",
+    "sshpass",
+    "ssh",
+    "ssh-keygen",
+    "unshare",
+    "mount",
+    "useradd",
+    "userdel",
+    "usermod",
+)
 
 
 def missing_requirements() -> str | None:
@@ -72,7 +82,10 @@ def missing_requirements() -> str | None:
         return f"missing tools: {', '.join(missing)} (apt-get install openssh-server sshpass rsyslog)"
     try:
         probe = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", "true"], capture_output=True, timeout=10, check=False
+            ["unshare", "-m", "--propagation", "private", "true"],
+            capture_output=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare -m failed: {exc}"
@@ -195,7 +208,9 @@ class Rsyslog:
         marker = f"bg-it-flush-{secrets.token_hex(6)}"
         self.send("bg-it-marker", marker)
         wait_until(
-            lambda: all(marker.encode() in p.read_bytes() for p in (self.auth_log, self.trad_log) if p.exists()),
+            lambda: all(
+                marker.encode() in p.read_bytes() for p in (self.auth_log, self.trad_log) if p.exists()
+            ),
             f"rsyslogd to write {marker}",
             timeout,
         )
@@ -233,9 +248,13 @@ def running_rsyslog(workdir: Path) -> Iterator[Rsyslog]:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: rs.socket.exists() or rs.proc is None or rs.proc.poll() is not None, "rsyslogd socket")
+        wait_until(
+            lambda: rs.socket.exists() or rs.proc is None or rs.proc.poll() is not None, "rsyslogd socket"
+        )
         if rs.proc.poll() is not None:
-            raise RuntimeError(f"rsyslogd exited: {(workdir / 'rsyslogd.stderr').read_text(errors='replace')}")
+            raise RuntimeError(
+                f"rsyslogd exited: {(workdir / 'rsyslogd.stderr').read_text(errors='replace')}"
+            )
         yield rs
     finally:
         stop_process(rs.proc)
@@ -325,7 +344,11 @@ def running_sshd(
         port = free_port()
         config.write_text(
             sshd_config(
-                port=port, hostkey=hostkey, pidfile=home / "sshd.pid", use_pam=use_pam, allow_user=allow_user,
+                port=port,
+                hostkey=hostkey,
+                pidfile=home / "sshd.pid",
+                use_pam=use_pam,
+                allow_user=allow_user,
                 extra=extra,
             )
         )
@@ -339,8 +362,10 @@ def running_sshd(
         server.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog)
         errlog.close()
         try:
-            wait_until(lambda: is_listening(port) or server.proc is None or server.proc.poll() is not None,
-                       f"sshd {name} to listen on {port}")
+            wait_until(
+                lambda: is_listening(port) or server.proc is None or server.proc.poll() is not None,
+                f"sshd {name} to listen on {port}",
+            )
         except BaseException:
             stop_process(server.proc)
             raise
@@ -374,7 +399,9 @@ def _retry_passwd_tool(argv: Sequence[str]) -> None:
         if done.returncode == 0:
             return
         if done.returncode != 10:
-            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
+            raise RuntimeError(
+                f"{argv[0]} failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
+            )
         time.sleep(0.1)
     raise RuntimeError(f"{argv[0]}: /etc/passwd stayed locked")
 
@@ -386,7 +413,9 @@ def temp_user(workdir: Path, name: str | None = None) -> Iterator[TempUser]:
     homes = workdir / "home"
     homes.mkdir(mode=0o755, exist_ok=True)
     home = homes / name
-    _retry_passwd_tool(["useradd", "-m", "-d", str(home), "-s", "/bin/sh", "-K", "MAIL_DIR=/nonexistent", name])
+    _retry_passwd_tool(
+        ["useradd", "-m", "-d", str(home), "-s", "/bin/sh", "-K", "MAIL_DIR=/nonexistent", name]
+    )
     try:
         _retry_passwd_tool(["usermod", "-p", "*", name])
         key = workdir / f"{name}_ed25519"
@@ -395,7 +424,9 @@ def temp_user(workdir: Path, name: str | None = None) -> Iterator[TempUser]:
             check=True,
             capture_output=True,
         )
-        listing = subprocess.run(["ssh-keygen", "-l", "-f", str(key)], check=True, capture_output=True, text=True)
+        listing = subprocess.run(
+            ["ssh-keygen", "-l", "-f", str(key)], check=True, capture_output=True, text=True
+        )
         fingerprint = listing.stdout.split()[1]
         ssh_dir = home / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -457,14 +488,18 @@ def _client_config(workdir: Path, user: str) -> Path:
 def _run_client(label: str, server: Sshd, argv: Sequence[str], timeout: float = 30.0) -> ClientResult:
     started = time.monotonic()
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
         rc, out = done.returncode, (done.stdout + done.stderr).decode(errors="replace")
     except subprocess.TimeoutExpired:
         rc, out = -1, "timeout"
     return ClientResult(label, server.name, rc, time.monotonic() - started, out)
 
 
-def password_attempt(workdir: Path, server: Sshd, user: str, label: str, password: str = "wrong") -> ClientResult:
+def password_attempt(
+    workdir: Path, server: Sshd, user: str, label: str, password: str = "wrong"
+) -> ClientResult:
     """``sshpass -p PASSWORD ssh ... NAME@127.0.0.1 true``: one connection, one ``Failed password`` line."""
     config = _client_config(workdir, user)
     argv = ["sshpass", "-p", password, "ssh", "-F", str(config), *SSH_COMMON, *SSH_PASSWORD,
@@ -583,6 +618,285 @@ class Capture:
     traditional_log: Path
     servers: dict[str, Sshd]
     user: TempUser
-    results: list[ClientResult] = field(default_factory=list)
-    expected_connections: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
+    plan: list[Planned]
+    results: list[ClientResult]
+    expected_connections: dict[str, int]  # per server name: one per planned client action
+    seconds: float  # wall time from start to snapshot
+
+
+# ----------------------------------------------------------------------------------------------- sshd quirks
+#
+# Measured on OpenSSH 9.2p1 (Debian 1:9.2p1-2+deb12u10) through rsyslog 8.2302.0, LogLevel VERBOSE:
+# - every syslog message is cut at exactly SYSLOG_MSG_LIMIT = 500 characters (log.c: syslog("%.500s")),
+#   after escaping; `sshd -E FILE` has no such cut. The cut drops the real "ADDR port N [preauth]" suffix.
+# - "Invalid user %.100s", "Failed password for [invalid user ]%.100s", "error: maximum authentication
+#   attempts exceeded for ... %.100s" keep at most 100 bytes of the name: never cut (<= 464 characters).
+# - preauth lines naming the user ("Connection closed by invalid user NAME ADDR port N [preauth]",
+#   "Disconnecting invalid user NAME ADDR port N: Too many authentication failures [preauth]") format
+#   "%.200s" of "invalid user NAME" (so at most 187 bytes of name) and are escaped TWICE (child, then
+#   monitor): a backslash becomes 4 characters, a control or non-ASCII byte 5 ("\\001"). 110 backslashes
+#   plus " 6.6.6.6 port 22 [preauth]" end exactly at character 500: the line then ends with the decoy.
+# - sshd drops a user name's text from the first ':' on; the OpenSSH client refuses control bytes, `;`,
+#   a trailing backslash ... in -l (hence _client_config); CR/LF/NUL cannot be sent by a stock client.
+
+SYSLOG_MSG_LIMIT = 500
+
+
+def sshd_vis(data: bytes) -> bytes:
+    """sshd's syslog escaping (strnvis VIS_CSTYLE|VIS_NL|VIS_TAB|VIS_OCTAL) for the bytes our names use."""
+    out = bytearray()
+    for byte in data:
+        if byte == 0x5C:
+            out += b"\\\\"
+        elif byte in {9, 10, 13}:
+            out += {9: b"\\t", 10: b"\\n", 13: b"\\r"}[byte]
+        elif 0x20 <= byte < 0x7F:
+            out.append(byte)
+        else:
+            out += b"\\%03o" % byte
+    return bytes(out)
+
+
+def logged_name(name: str, *, limit: int = 100, preauth: bool = False) -> str:
+    """How sshd writes user ``name`` into a line: cut at ':' and at ``limit`` bytes, escaped once or twice."""
+    raw = name.encode("utf-8", "surrogateescape").split(b":", 1)[0][:limit]
+    escaped = sshd_vis(raw)
+    if preauth:
+        escaped = sshd_vis(escaped)
+    return escaped.decode("ascii")
+
+
+def fitted_name(prefix: str, unit: str, decoy: str, overshoot: int = 0) -> str:
+    """A name whose doubly escaped preauth line is cut right after ``decoy`` (or ``overshoot`` chars into it).
+
+    ``prefix`` is what sshd writes before the name (e.g. "Connection closed by invalid user ").
+    """
+    room = SYSLOG_MSG_LIMIT - len(prefix) - len(decoy) + overshoot
+    unit_len = len(logged_name(unit, limit=10_000, preauth=True))
+    name = unit * (room // unit_len) + "a" * (room % unit_len) + decoy
+    assert len(logged_name(name, limit=10_000, preauth=True)) == room + len(decoy)
+    assert len(("invalid user " + name).encode()) <= 200, "sshd would cut the name before escaping it"
+    return name
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A hostile user name: a label for reports and the name itself."""
+
+    label: str
+    name: str
+
+
+# From log-injection.md sections 1-3, plus variants that hit weak address parsers (inet_aton forms,
+# Unicode digits for un-ASCII'd \d, a forged "Connection from" for connection-context parsers).
+HOSTILE_NAMES: tuple[Hostile, ...] = (
+    Hostile("from-addr", "from 10.10.1.1"),
+    Hostile("addr-port", "a 10.9.8.7 port 1"),
+    Hostile("from-addr-port-ssh2", "x from 6.6.6.6 port 22 ssh2"),
+    Hostile("addr-port-preauth", "root 1.2.3.4 port 5 [preauth]"),
+    Hostile("rhost", "u rhost=9.9.9.9"),
+    Hostile("accepted", "Accepted publickey for root from 6.6.6.6 port 22 ssh2"),
+    Hostile("addr-on", "x 6.6.6.6 on"),
+    Hostile("connection-from", 'Connection from 6.6.6.6 port 22 on 127.0.0.1 port 22 rdomain ""'),
+    Hostile("invalid-user", "invalid user x from 6.6.6.6 port 22 ssh2"),
+    Hostile("not-allowed", "x from 6.6.6.6 not allowed because listed in DenyUsers"),
+    Hostile("many-addrs", "6.6.6.6 7.7.7.7 port 1 from 8.8.8.8 port 2"),
+    Hostile("bare-addr", "x 6.6.6.6"),
+    Hostile("trailing-space", "x 6.6.6.6 port 22 "),
+    Hostile("big-port", "x from 6.6.6.6 port 99999 ssh2"),
+    Hostile("ipv6-from", "x from 2001:db8::6 port 22"),
+    Hostile("ipv6-mapped", "x ::ffff:6.6.6.6 port 22 ssh2"),
+    Hostile("ipv6-bracket", "[2001:db8::6]:22"),
+    Hostile("inet-aton-int", "x from 101058054 port 22"),
+    Hostile("inet-aton-hex", "x from 0x6.6.6.6 port 22"),
+    Hostile("leading-zeros", "x from 006.006.006.006 port 22"),
+    Hostile("unicode-digits", "x from \uff16.\uff16.\uff16.\uff16 port 22"),
+    Hostile("tabs", "x\t6.6.6.6\tport\t22"),
+    Hostile("control-sep", "x\x016.6.6.6\x01port 22"),
+    Hostile("quote", 'x" from 6.6.6.6 port 22 ssh2'),
+    Hostile("format", "x %s %d %n from 6.6.6.6 port 22"),
+    Hostile("shell", "x;$(id) `id` | from 6.6.6.6 port 22"),
+    Hostile("dash", "-oProxyCommand=x 6.6.6.6 port 22"),
+    Hostile("backslash-escape", "x\\040from\\0406.6.6.6 port 22"),
+)
+
+_CLOSED = "Connection closed by invalid user "
+_DISCONNECTING = "Disconnecting invalid user "
+_PREAUTH_DECOY = " 6.6.6.6 port 22 [preauth]"
+
+# Long names whose real address is cut off the preauth line, leaving a decoy (or part of one) at its end.
+CUT_NAMES: tuple[Hostile, ...] = (
+    Hostile("cut-backslash", fitted_name(_CLOSED, "\\", _PREAUTH_DECOY)),
+    Hostile("cut-control", fitted_name(_CLOSED, "\x01", _PREAUTH_DECOY)),
+    Hostile("cut-utf8", fitted_name(_CLOSED, "\u00e9", _PREAUTH_DECOY)),
+    Hostile("cut-mixed", fitted_name(_CLOSED, "\x7f\\\u00e9x", _PREAUTH_DECOY)),
+    Hostile("cut-ssh2", fitted_name(_CLOSED, "\\", " from 6.6.6.6 port 22 ssh2")),
+    Hostile("cut-port", fitted_name(_CLOSED, "\x01", " 6.6.6.6 port 22")),
+    Hostile("cut-on", fitted_name(_CLOSED, "\\", " 6.6.6.6 on")),
+    Hostile("cut-into-preauth", fitted_name(_CLOSED, "\\", _PREAUTH_DECOY, overshoot=1)),
+    Hostile("cut-into-port", fitted_name(_CLOSED, "\\", _PREAUTH_DECOY, overshoot=11)),
+    Hostile("cut-after-addr", fitted_name(_CLOSED, "\x01", _PREAUTH_DECOY, overshoot=19)),
+)
+# For the MaxAuthTries 1 server: "Disconnecting invalid user NAME ADDR port N: Too many ... [preauth]".
+CUT_NAMES_DISCONNECTING: tuple[Hostile, ...] = (
+    Hostile("cut-disconnecting", fitted_name(_DISCONNECTING, "\x01", " 6.6.6.6 port 22")),
+    Hostile("cut-disconnecting-bs", fitted_name(_DISCONNECTING, "\\", " from 6.6.6.6 port 22 ssh2")),
+)
+
+_BANNER = b"SSH-2.0-bg-it\r\n"
+_DISCONNECT_PREFIX = len("Received disconnect from 127.0.0.1 port 40000:11: ")
+# (label, bytes to send): scanner noise and attacker text in fields other than the user name.
+RAW_SESSIONS: tuple[tuple[str, tuple[bytes, ...]], ...] = (
+    ("raw-silent", ()),
+    ("raw-http", (b"GET /?from=6.6.6.6 HTTP/1.0\r\nHost: 6.6.6.6 port 22\r\n\r\n",)),
+    ("raw-decoy-ident", (b"Connection closed by 6.6.6.6 port 22 [preauth]\r\n",)),
+    ("raw-ssh1", (b"SSH-1.5-x 6.6.6.6 port 22\r\n",)),
+    ("raw-banner-eof", (b"SSH-2.0-x from 6.6.6.6 port 22\r\n",)),
+    ("raw-kex-offer", (_BANNER, ssh_packet(kexinit(b"x from 6.6.6.6 port 22 [preauth]")))),
+    ("raw-kex-offer-v6", (_BANNER, ssh_packet(kexinit(b"2001:db8::6 port 22,[2001:db8::6]:22")))),
+    ("raw-disconnect", (_BANNER, ssh_packet(disconnect(b"x from 6.6.6.6 port 22 [preauth]")))),
+    ("raw-disconnect-v6", (_BANNER, ssh_packet(disconnect(b"by ::ffff:6.6.6.6 port 22 [preauth]")))),
+    (
+        "raw-disconnect-cut",  # cut at 500 right after the decoy (the real address is at the start)
+        (
+            _BANNER,
+            ssh_packet(
+                disconnect(
+                    b"\x01" * ((SYSLOG_MSG_LIMIT - _DISCONNECT_PREFIX - len(_PREAUTH_DECOY)) // 5)
+                    + b"a" * ((SYSLOG_MSG_LIMIT - _DISCONNECT_PREFIX - len(_PREAUTH_DECOY)) % 5)
+                    + _PREAUTH_DECOY.encode()
+                )
+            ),
+        ),
+    ),
+)
+
+
+# ----------------------------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One client action: exactly one TCP connection to ``server``."""
+
+    label: str
+    server: str
+    run: Callable[[], ClientResult]
+    hostile: Hostile | None = None
+
+
+def plan_attempts(workdir: Path, servers: dict[str, Sshd], user: TempUser) -> list[Planned]:
+    """Every client action of the scenario, slow (PAM) ones first so they overlap the fast ones."""
+    nopam, pam, max1 = servers["nopam"], servers["pam"], servers["maxtries1"]
+    plan: list[Planned] = []
+
+    def password(server: Sshd, hostile: Hostile) -> None:
+        label = f"{server.name}:{hostile.label}"
+        plan.append(
+            Planned(
+                label, server.name, lambda: password_attempt(workdir, server, hostile.name, label), hostile
+            )
+        )
+
+    def other(server: Sshd, label: str, run: Callable[[str], ClientResult]) -> None:
+        full = f"{server.name}:{label}"
+        plan.append(Planned(full, server.name, lambda: run(full)))
+
+    # UsePAM yes: ~2 s per failure, so a few only, all in parallel
+    for hostile in (*HOSTILE_NAMES[2:7:2], CUT_NAMES[0]):
+        password(pam, hostile)
+    other(pam, "real-user-wrong-password", lambda lb: password_attempt(workdir, pam, user.name, lb))
+    other(pam, "publickey-success", lambda lb: pubkey_login(pam, user, lb))
+    # MaxAuthTries 1: "maximum authentication attempts exceeded", "Disconnecting ...: Too many ..."
+    for hostile in (HOSTILE_NAMES[2], HOSTILE_NAMES[3], *CUT_NAMES_DISCONNECTING):
+        password(max1, hostile)
+    other(max1, "real-user-wrong-password", lambda lb: password_attempt(workdir, max1, user.name, lb))
+    # UsePAM no: everything
+    for hostile in (*HOSTILE_NAMES, *CUT_NAMES):
+        password(nopam, hostile)
+    other(nopam, "real-user-wrong-password", lambda lb: password_attempt(workdir, nopam, user.name, lb))
+    other(nopam, "root", lambda lb: password_attempt(workdir, nopam, "root", lb))
+    other(nopam, "nosuchuser", lambda lb: password_attempt(workdir, nopam, "nosuchuser", lb))
+    other(nopam, "publickey-success", lambda lb: pubkey_login(nopam, user, lb))
+    other(nopam, "weak-kex", lambda lb: weak_kex_attempt(nopam, lb))
+    for label, chunks in RAW_SESSIONS:
+        other(nopam, label, lambda lb, chunks=chunks: raw_session(nopam, lb, chunks))
+    return plan
+
+
+def connections_logged(log: Path, server: Sshd) -> int:
+    """How many ``Connection from ... on 127.0.0.1 port SERVER`` lines (one per accepted connection)."""
+    if not log.exists():
+        return 0
+    pattern = re.compile(rb"sshd\[\d+\]: Connection from \S+ port \d+ on \S+ port %d " % server.port)
+    return len(pattern.findall(log.read_bytes()))
+
+
+def listening_logged(log: Path, server: Sshd) -> bool:
+    """Whether ``server`` logged ``Server listening on 127.0.0.1 port N.``."""
+    return log.exists() and f"Server listening on {LOOPBACK} port {server.port}.".encode() in log.read_bytes()
+
+
+@contextlib.contextmanager
+def captured_session(keep: Path, *, user_name: str | None = None, workers: int = 16) -> Iterator[Capture]:
+    """Run the whole scenario against three real sshd (UsePAM no, UsePAM yes, MaxAuthTries 1).
+
+    Yields once every connection has ended and every line is in both files; the snapshots (marker lines
+    removed) are written to ``keep`` and survive the temp dir. All processes, the user and the temp dir
+    are gone when the context exits, also after an error.
+    """
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415  (only needed here)
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="bg-it-"))
+    workdir.chmod(0o755)  # sshd reads authorized_keys as the user: homes below must be reachable
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        rs = stack.enter_context(running_rsyslog(workdir))
+        user = stack.enter_context(temp_user(workdir, user_name))
+        servers = {
+            "nopam": stack.enter_context(
+                running_sshd(workdir, rs, "nopam", use_pam=False, allow_user=user.name)
+            ),
+            "pam": stack.enter_context(running_sshd(workdir, rs, "pam", use_pam=True, allow_user=user.name)),
+            "maxtries1": stack.enter_context(
+                running_sshd(
+                    workdir, rs, "maxtries1", use_pam=False, allow_user=user.name, extra=["MaxAuthTries 1"]
+                )
+            ),
+        }
+        # the three "Server listening" lines first, so the capture starts the way a real auth.log does
+        wait_until(
+            lambda: all(listening_logged(rs.auth_log, s) for s in servers.values()), "Server listening"
+        )
+        plan = plan_attempts(workdir, servers, user)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda planned: planned.run(), plan))
+        expected = {name: sum(p.server == name for p in plan) for name in servers}
+
+        def settled() -> bool:
+            return all(
+                connections_logged(rs.auth_log, server) >= expected[name] and not server.busy()
+                for name, server in servers.items()
+            )
+
+        wait_until(settled, "every connection to be logged and closed")
+        rs.flush()
+        keep.mkdir(parents=True, exist_ok=True)
+        snapshots = []
+        for source, name in ((rs.auth_log, "auth.log"), (rs.trad_log, "auth.trad.log")):
+            lines = source.read_bytes().splitlines(keepends=True)
+            kept = [line for line in lines if b" bg-it-marker[" not in line]
+            (keep / name).write_bytes(b"".join(kept))
+            snapshots.append(keep / name)
+        yield Capture(
+            workdir,
+            snapshots[0],
+            snapshots[1],
+            servers,
+            user,
+            plan,
+            results,
+            expected,
+            time.monotonic() - started,
+        )

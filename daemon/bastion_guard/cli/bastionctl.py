@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bastion_guard import __version__
-from bastion_guard.cli import parse_cmd
+from bastion_guard.cli import parse_cmd, test_cmd
 from bastion_guard.cli.common import EXIT_USAGE
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bastionctl {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     parse_cmd.add_parser(subparsers)
+    test_cmd.add_parser(subparsers)
     return parser
 
 

@@ -69,7 +69,7 @@ def _pam_error(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionCo
 
 
 def _session(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
-    if m["service"] != "sshd":
+    if (m["service"] or "sshd") != "sshd":
         return LineStatus.NOISE  # sudo/su/cron sessions: the command lines say more
     client = attribute(env, ctx, None, None, trusted=False)
     return event(env, _SESSION_KIND[m["what"]], Outcome.INFO, client, m["user"], user_valid=True)
@@ -85,7 +85,7 @@ PAM_MESSAGES: tuple[Message, ...] = (
     ),
     Message(
         re.compile(
-            r"pam_unix\((?P<service>[\w-]+):session\): session (?P<what>opened|closed) for user "
+            r"(?:pam_unix\((?P<service>[\w-]+):session\):|\(pam_unix\)) session (?P<what>opened|closed) for user "
             r"(?P<user>[^\s(]+)(?:\(uid=\d+\))?(?: by .*)?",
             re.DOTALL,
         ),
@@ -104,5 +104,6 @@ PAM_MESSAGES: tuple[Message, ...] = (
         _more_failures,
     ),
     Message(re.compile(r"PAM service\(\S+\) ignoring max retries; .*", re.DOTALL), noise),
+    Message(re.compile(r"(?:pam_\w+\(|\(pam_unix\) )?check pass; user unknown", re.DOTALL), noise),
     Message(re.compile(r"pam_\w+\(.*", re.DOTALL), noise),
 )

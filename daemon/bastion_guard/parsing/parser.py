@@ -33,6 +33,9 @@ PROGRAMS: dict[str, ProgramParser] = {
     "sudo": parse_sudo,
     "su": parse_su,
     "dropbear": parse_dropbear,
+    "sshd(pam_unix)": lambda envelope, context: parse_sshd(
+        envelope._replace(message="(pam_unix) " + envelope.message), context
+    ),  # RHEL 4/5 era: PAM named itself in the tag
 }
 
 _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]", re.DOTALL)

@@ -1,0 +1,1 @@
+"""Configuration files: YAML read with locations, checked into typed models."""

@@ -1,0 +1,336 @@
+"""The rules engine: events in, decisions out. Pure: no I/O, no clock, no locks.
+
+Everything runs on *event* time (the time written in the log line), so replaying a log yields exactly
+the decisions that following it live would have; the caller owns the clock and passes it in only to
+expire state (:meth:`Engine.sweep`).
+
+Memory is the constraint that shapes the data: a botnet spray can put a million addresses in flight, so
+each tracked key holds one flat list ``[epoch, source, position, (pid,) ...]`` of at most ``count``
+entries, and keys whose newest entry has left the window are swept away.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from bastion_guard.decisions import Decision, Evidence, Verdict
+from bastion_guard.durations import format_duration
+from bastion_guard.events import Event, Kind, Outcome
+from bastion_guard.rules.allowlist import ALWAYS_ALLOWED, NetworkSet
+from bastion_guard.rules.spec import Action, CountMode, KeyBy, RuleSet, RuleSpec, Source
+
+_NO_DECISIONS: tuple[Decision, ...] = ()
+_SWEEP_INTERVAL_SECS = 60.0
+_DEFAULT_MAX_KEYS = 2_000_000
+_PREFIX_CACHE_LIMIT = 1 << 16
+
+
+@dataclass(slots=True)
+class RuleStats:
+    """Counters of one rule, for ``bastionctl test`` and metrics."""
+
+    events: int = 0
+    decisions: int = 0
+    allowlisted: int = 0
+    while_banned: int = 0
+
+
+@dataclass(slots=True)
+class _Rule:
+    """A rule compiled for the hot path."""
+
+    spec: RuleSpec
+    key_of: Callable[[Event], str | None]
+    stride: int
+    networks: NetworkSet | None
+    outside: NetworkSet | None
+    windows: dict[str, list[object]] = field(default_factory=dict)
+    distinct: dict[str, dict[str, tuple[float, int, int]]] = field(default_factory=dict)
+    stats: RuleStats = field(default_factory=RuleStats)
+
+
+class Engine:
+    """Feed events in log order with :meth:`feed`; it returns the decisions they caused.
+
+    ``extra_allowed`` adds networks that are never banned (the daemon passes the host's own addresses).
+    ``history`` maps ``(rule, target)`` to ``(offences, last ban epoch)`` and lets growing bans survive a
+    restart when the caller persists it.
+    """
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        extra_allowed: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        history: dict[tuple[str, str], tuple[int, float]] | None = None,
+        max_keys: int = _DEFAULT_MAX_KEYS,
+    ) -> None:
+        self._allowed = NetworkSet((*ruleset.allowlisted_networks(), *ALWAYS_ALLOWED, *extra_allowed))
+        self._max_keys = max_keys
+        self._history = history if history is not None else {}
+        self._active: dict[str, float] = {}  # banned target -> expiry (event time)
+        self._sources: dict[str, int] = {}
+        self._source_names: list[str] = []
+        self._prefix_cache: dict[tuple[str, int], str] = {}
+        self._rules: list[_Rule] = [self._compile(spec, ruleset) for spec in ruleset.rules]
+        self._by_kind: dict[Kind, list[_Rule]] = {}
+        for rule in self._rules:
+            if rule.spec.source is Source.EVENTS:
+                for kind in rule.spec.matcher.kinds:
+                    self._by_kind.setdefault(kind, []).append(rule)
+        self._recidive = [rule for rule in self._rules if rule.spec.source is Source.BANS]
+        self._resetting = [rule for rule in self._rules if rule.spec.reset_on_success]
+        self._next_sweep = 0.0
+
+    @property
+    def stats(self) -> dict[str, RuleStats]:
+        """Counters per rule name."""
+        return {rule.spec.name: rule.stats for rule in self._rules}
+
+    @property
+    def tracked_keys(self) -> int:
+        """How many keys all rules are counting right now."""
+        return sum(len(rule.windows) + len(rule.distinct) for rule in self._rules)
+
+    def active_bans(self) -> dict[str, float]:
+        """Targets banned by this engine and their expiry (event time)."""
+        return dict(self._active)
+
+    def feed(self, event: Event) -> tuple[Decision, ...]:
+        """Count ``event`` against every rule that matches it; return the decisions it caused."""
+        epoch = event.epoch
+        if epoch >= self._next_sweep:
+            self.sweep(epoch)
+        if event.kind is Kind.AUTH_SUCCESS and self._resetting:
+            self._reset(event)
+        rules = self._by_kind.get(event.kind)
+        if rules is None:
+            return _NO_DECISIONS
+        decisions: list[Decision] | None = None
+        for rule in rules:
+            decision = self._count(rule, event)
+            if decision is not None:
+                if decisions is None:
+                    decisions = []
+                decisions.append(decision)
+                if decision.verdict is Verdict.BAN:
+                    decisions.extend(self._count_ban(decision))
+        return _NO_DECISIONS if decisions is None else tuple(decisions)
+
+    def sweep(self, now: float) -> None:
+        """Forget counts that have left their window and bans that have expired, as of event time ``now``."""
+        self._next_sweep = now + _SWEEP_INTERVAL_SECS
+        for rule in self._rules:
+            cutoff = now - rule.spec.window_secs
+            windows = rule.windows
+            stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]  # type: ignore[operator]
+            for key in stale:
+                del windows[key]
+            distinct = rule.distinct
+            stale = [key for key, users in distinct.items() if max(v[0] for v in users.values()) < cutoff]
+            for key in stale:
+                del distinct[key]
+            self._enforce_cap(rule)
+        expired = [target for target, expires in self._active.items() if expires <= now]
+        for target in expired:
+            del self._active[target]
+
+    # --- counting -------------------------------------------------------------------------------------
+
+    def _count(self, rule: _Rule, event: Event) -> Decision | None:
+        spec = rule.spec
+        matcher = spec.matcher
+        if matcher.users is not None and event.user not in matcher.users:
+            return None
+        if rule.networks is not None and (event.ip is None or not rule.networks.contains(event.ip)):
+            return None
+        if rule.outside is not None and (event.ip is None or rule.outside.contains(event.ip)):
+            return None
+        key = rule.key_of(event)
+        if key is None:
+            return None
+        rule.stats.events += 1
+        expires = self._active.get(key)
+        epoch = event.epoch
+        if expires is not None and spec.action is Action.BAN:
+            if epoch < expires:
+                rule.stats.while_banned += 1
+                return None
+            del self._active[key]
+        source = self._source_index(event.source)
+        if spec.count_mode is CountMode.DISTINCT_USERS:
+            return self._count_distinct(rule, key, event, source)
+        windows = rule.windows
+        entries = windows.get(key)
+        if entries is None:
+            entries = windows[key] = []
+        elif spec.count_mode is CountMode.CONNECTIONS and event.pid is not None and entries[-1] == event.pid:
+            return None  # another line of a connection already counted
+        stride = rule.stride
+        if stride == 4:
+            entries += (epoch, source, event.position, event.pid)
+        else:
+            entries += (epoch, source, event.position)
+        cutoff = epoch - spec.window_secs
+        while entries[0] < cutoff:  # type: ignore[operator]
+            del entries[:stride]
+        repeat = event.repeat
+        if len(entries) // stride + repeat - 1 < spec.count:
+            return None
+        del windows[key]
+        evidence = tuple(
+            Evidence(entries[i], self._source_names[entries[i + 1]], entries[i + 2])  # type: ignore[arg-type, call-overload]
+            for i in range(0, len(entries), stride)
+        )
+        return self._decide(rule, key, event, len(evidence) + repeat - 1, evidence)
+
+    def _count_distinct(self, rule: _Rule, key: str, event: Event, source: int) -> Decision | None:
+        spec = rule.spec
+        users = rule.distinct.setdefault(key, {})
+        cutoff = event.epoch - spec.window_secs
+        for name in [name for name, seen in users.items() if seen[0] < cutoff]:
+            del users[name]
+        users[event.user or ""] = (event.epoch, source, event.position)
+        if len(users) < spec.count:
+            return None
+        del rule.distinct[key]
+        evidence = tuple(
+            Evidence(epoch, self._source_names[index], position)
+            for epoch, index, position in sorted(users.values())
+        )
+        return self._decide(rule, key, event, len(evidence), evidence)
+
+    def _count_ban(self, ban: Decision) -> list[Decision]:
+        """Feed a ban to the recidive rules (rules with ``source: bans``)."""
+        decisions = []
+        for rule in self._recidive:
+            matcher = rule.spec.matcher
+            if matcher.rules is not None and ban.rule not in matcher.rules:
+                continue
+            if ban.rule == rule.spec.name:
+                continue
+            synthetic = Event(
+                ban.epoch, 0, None, "bastion-guard", None, Kind.AUTH_FAILURE, Outcome.FAILURE,
+                ban.target, None, ban.user, source=f"ban:{ban.rule}", position=0,
+            )
+            entries = rule.windows.setdefault(ban.target, [])
+            entries += (ban.epoch, self._source_index(synthetic.source), 0)
+            cutoff = ban.epoch - rule.spec.window_secs
+            while entries[0] < cutoff:  # type: ignore[operator]
+                del entries[:3]
+            rule.stats.events += 1
+            if len(entries) // 3 < rule.spec.count:
+                continue
+            del rule.windows[ban.target]
+            evidence = tuple(
+                Evidence(entries[i], self._source_names[entries[i + 1]], 0)  # type: ignore[arg-type, call-overload]
+                for i in range(0, len(entries), 3)
+            )
+            self._active.pop(ban.target, None)  # the longer recidive ban replaces the shorter one
+            decision = self._decide(rule, ban.target, synthetic, len(evidence), evidence)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    def _decide(
+        self, rule: _Rule, key: str, event: Event, count: int, evidence: tuple[Evidence, ...]
+    ) -> Decision | None:
+        spec = rule.spec
+        target = key if spec.key is not KeyBy.IP_USER else key.split(" ", 1)[0]
+        if spec.key is not KeyBy.USER and self._allowed.contains(target):
+            rule.stats.allowlisted += 1
+            return None
+        rule.stats.decisions += 1
+        what = f"{count} x {'/'.join(sorted(kind.value for kind in spec.matcher.kinds)) or 'bans'}"
+        window = f" within {format_duration(spec.window_secs)}" if spec.window_secs else ""
+        if spec.action is Action.ALERT or spec.ban is None:
+            return Decision(
+                Verdict.ALERT, spec.name, target, event.epoch, None, count, 0, what + window, evidence,
+                user=event.user,
+            )
+        history_key = (spec.name, target)
+        previous = self._history.get(history_key)
+        offence = 1
+        if previous is not None and event.epoch - previous[1] < spec.ban.forget_after_secs:
+            offence = previous[0] + 1
+        self._history[history_key] = (offence, event.epoch)
+        duration = spec.ban.duration_for(offence)
+        self._active[target] = max(self._active.get(target, 0.0), event.epoch + duration)
+        reason = what + window + (f"; offence {offence}" if offence > 1 else "")
+        return Decision(
+            Verdict.BAN, spec.name, target, event.epoch, duration, count, offence, reason, evidence,
+            user=event.user,
+        )
+
+    def _reset(self, event: Event) -> None:
+        for rule in self._resetting:
+            key = rule.key_of(event)
+            if key is not None:
+                rule.windows.pop(key, None)
+                rule.distinct.pop(key, None)
+
+    # --- compilation and helpers ------------------------------------------------------------------------
+
+    def _compile(self, spec: RuleSpec, ruleset: RuleSet) -> _Rule:
+        matcher = spec.matcher
+        networks = (*matcher.networks, *(n for name in matcher.network_lists for n in ruleset.allowlist(name)))
+        outside = (*matcher.outside, *(n for name in matcher.outside_lists for n in ruleset.allowlist(name)))
+        return _Rule(
+            spec=spec,
+            key_of=self._key_function(spec),
+            stride=4 if spec.count_mode is CountMode.CONNECTIONS else 3,
+            networks=NetworkSet(networks) if networks else None,
+            outside=NetworkSet(outside) if outside else None,
+        )
+
+    def _key_function(self, spec: RuleSpec) -> Callable[[Event], str | None]:
+        prefix_of = self._prefix
+        v4, v6 = spec.ipv4_prefix, spec.ipv6_prefix
+        if spec.key is KeyBy.USER:
+            return lambda event: event.user
+        if spec.key is KeyBy.IP_USER:
+
+            def ip_user(event: Event) -> str | None:
+                ip = event.ip
+                if ip is None or event.user is None:
+                    return None
+                return f"{prefix_of(ip, v4, v6)} {event.user}"
+
+            return ip_user
+
+        def ip_key(event: Event) -> str | None:
+            ip = event.ip
+            if ip is None:
+                return None
+            if ":" in ip:
+                return prefix_of(ip, v4, v6) if v6 < 128 else ip
+            return ip if v4 == 32 else prefix_of(ip, v4, v6)
+
+        return ip_key
+
+    def _prefix(self, ip: str, v4: int, v6: int) -> str:
+        """``2001:db8:1:2:3::4`` with a /64 to ``2001:db8:1:2::/64`` (cached)."""
+        length = v6 if ":" in ip else v4
+        cache_key = (ip, length)
+        cached = self._prefix_cache.get(cache_key)
+        if cached is None:
+            cached = str(ipaddress.ip_network(f"{ip}/{length}", strict=False))
+            if len(self._prefix_cache) >= _PREFIX_CACHE_LIMIT:
+                self._prefix_cache.clear()
+            self._prefix_cache[cache_key] = cached
+        return cached
+
+    def _source_index(self, source: str) -> int:
+        index = self._sources.get(source)
+        if index is None:
+            index = self._sources[source] = len(self._source_names)
+            self._source_names.append(source)
+        return index
+
+    def _enforce_cap(self, rule: _Rule) -> None:
+        """Keep memory bounded under any input: past ``max_keys``, forget the oldest tenth."""
+        for table in (rule.windows, rule.distinct):
+            if len(table) > self._max_keys:
+                for key in list(table)[: len(table) // 10]:
+                    del table[key]  # type: ignore[attr-defined]
