@@ -337,6 +337,8 @@ class Scenarios:
         self.session_id = 2
         self.campaigns: list[list[str | int]] = []
         self.attackers_used: set[str] = set()
+        self.penalties: dict[str, int] = {}  # penalised net -> 1 after "new", 2 after "activating"
+        self.penalised: list[str] = []  # addresses with an active penalty, for listener drops
 
     # -- identities ------------------------------------------------------------------------------------
 
@@ -425,11 +427,10 @@ class Scenarios:
         if attempts > 1:
             more = attempts - 1
             plural = "s" if more > 1 else ""
-            items.append(
-                conn.line(f"PAM {more} more authentication failure{plural}; {PAM_FIELDS}{rhost.rstrip()}")
-            )
-        if self.daemon == "sshd-session" and rng.random() < 0.3:
-            items.append((self.listener, self._penalise_line(conn)))
+            # pam_unix's cleanup runs at pam_end, where libpam logs with its bare "PAM" prefix
+            items.append(conn.line(f"PAM {more} more authentication failure{plural}; {PAM_FIELDS}{rhost}"))
+        if self.daemon == "sshd-session":
+            items.extend(self._penalise(conn))
         return Scenario("brute_force", items[::-1])
 
     def _guess_name(self) -> str:
@@ -471,13 +472,27 @@ class Scenarios:
             conn.line(f"Disconnected from {remote} [preauth]"),
         ]
 
-    def _penalise_line(self, conn: Conn) -> str:
+    def _penalise(self, conn: Conn) -> list[Item]:
+        """The listener's PerSourcePenalties verdict after a failed authentication (LogLevel VERBOSE).
+
+        The first penalty of a source is logged as ``new ... deferred`` (5 s is below ``min:15``), the one
+        that pushes it past the minimum as ``activating``; later ones only at debug level.
+        """
         net = v6_prefix64(conn.addr) if conn.family == "ipv6" else f"{conn.addr}/32"
+        state = self.penalties.get(net, 0)
+        if state >= 2:
+            return []
+        self.penalties[net] = state + 1
         reason = "penalty: failed authentication"
-        if self.rng.random() < 0.5:
-            return f"srclimit_penalise: {conn.family}: new {net} deferred penalty of 5 seconds for {reason}"
-        secs = self.rng.choice((20, 25, 30, 45, 60, 120))
-        return f"srclimit_penalise: {net}: activating {conn.family} penalty of {secs} seconds for {reason}"
+        if state == 0:
+            line = f"srclimit_penalise: {conn.family}: new {net} deferred penalty of 5 seconds for {reason}"
+        else:
+            self.penalised.append(conn.addr)
+            secs = self.rng.choice((20, 25, 30, 45, 60, 120))
+            line = (
+                f"srclimit_penalise: {net}: activating {conn.family} penalty of {secs} seconds for {reason}"
+            )
+        return [(self.listener, line)]
 
     def scanner(self) -> Scenario:
         """A connection that never tries to authenticate: probes, banner grabs, old clients, time-outs."""
@@ -528,8 +543,10 @@ class Scenarios:
     def listener_drop(self) -> Scenario:
         """A connection the listener refuses before forking: PerSourcePenalties (9.8+) or MaxStartups."""
         rng = self.rng
-        addr, port = self.attacker(), self.port()
         if self.daemon == "sshd-session":
+            if not self.penalised:
+                return self.brute()
+            addr, port = rng.choice(self.penalised), self.port()
             reasons = (
                 "penalty: failed authentication",
                 "penalty: connections without attempting authentication",
@@ -537,6 +554,7 @@ class Scenarios:
             )
             reason, startups = rng.choices(reasons, (80, 15, 5))[0], rng.randint(0, 3)
         else:
+            addr, port = self.attacker(), self.port()
             reason, startups = "past MaxStartups", rng.randint(10, 30)
         line = f"drop connection #{startups} from [{addr}]:{port} on [{self.local_for(addr)}]:22 {reason}"
         return Scenario("listener_drop", [(self.listener, line)])

@@ -98,7 +98,7 @@ def missing_requirements() -> str | None:
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Poll ``predicate`` (every 20 ms at first, backing off to 100 ms) until true; raise after ``timeout``."""
+    """Poll ``predicate`` (every 20 ms, backing off to 100 ms) until true; raise after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     delay = 0.02
     while not predicate():
@@ -117,7 +117,7 @@ def free_port() -> int:
 
 
 def is_listening(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:``port`` (read from /proc/net/tcp: no connection, no log noise)."""
+    """Whether something listens on 127.0.0.1:``port`` (from /proc/net/tcp: no connection, no log noise)."""
     wanted = f"0100007F:{port:04X}"
     with Path("/proc/net/tcp").open() as table:
         next(table)
@@ -159,9 +159,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 2.0) -> None:
     """SIGTERM ``proc`` and its descendants (by pid), wait up to ``grace`` s, then SIGKILL what is left."""
-    if proc.poll() is not None:
+    if proc is None or proc.poll() is not None:
         return
     family = [*descendants(proc.pid), proc.pid]
     for pid in (proc.pid, *family[:-1]):
@@ -326,11 +326,27 @@ def _privns(workdir: Path, rs: Rsyslog, argv: Sequence[str]) -> tuple[list[str],
     return ["unshare", "-m", "--propagation", "private", str(script), str(rs.socket), *argv], env
 
 
+def _start_listening(server: Sshd, workdir: Path, rs: Rsyslog, errlog: Path) -> Sshd | None:
+    """Start ``server`` and wait until it listens; None (and nothing left running) if it exited instead."""
+    argv, env = _privns(workdir, rs, [str(SSHD), "-D", "-f", str(server.config)])
+    with errlog.open("wb") as err:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    server.proc = proc
+    try:
+        wait_until(
+            lambda: is_listening(server.port) or proc.poll() is not None, f"sshd {server.name} to listen"
+        )
+    except BaseException:
+        stop_process(proc)
+        raise
+    return server if proc.poll() is None else None
+
+
 @contextlib.contextmanager
 def running_sshd(
     workdir: Path, rs: Rsyslog, name: str, *, use_pam: bool, allow_user: str, extra: Sequence[str] = ()
 ) -> Iterator[Sshd]:
-    """Start a real ``sshd -D`` (no ``-E``: it logs via syslog to ``rs``); stop it and its children on exit."""
+    """Start a real ``sshd -D`` (no ``-E``: it logs via syslog to ``rs``); stop it and its children after."""
     home = workdir / f"sshd-{name}"
     home.mkdir()
     hostkey = home / "ssh_host_ed25519_key"
@@ -340,6 +356,7 @@ def running_sshd(
         capture_output=True,
     )
     config = home / "sshd_config"
+    server = None
     for _try in range(5):  # a port from free_port() can be taken before sshd binds it: retry with another
         port = free_port()
         config.write_text(
@@ -356,22 +373,10 @@ def running_sshd(
         test = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=30)
         if test.returncode != 0:
             raise RuntimeError(f"sshd -t rejected {config}: {test.stderr.decode(errors='replace')}")
-        argv, env = _privns(workdir, rs, [str(SSHD), "-D", "-f", str(config)])
-        errlog = (home / "sshd.stderr").open("wb")
-        server = Sshd(name, port, config, use_pam)
-        server.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog)
-        errlog.close()
-        try:
-            wait_until(
-                lambda: is_listening(port) or server.proc is None or server.proc.poll() is not None,
-                f"sshd {name} to listen on {port}",
-            )
-        except BaseException:
-            stop_process(server.proc)
-            raise
-        if server.proc.poll() is None:
+        server = _start_listening(Sshd(name, port, config, use_pam), workdir, rs, home / "sshd.stderr")
+        if server is not None:
             break
-    else:
+    if server is None:
         raise RuntimeError(f"sshd {name} did not start: {(home / 'sshd.stderr').read_text(errors='replace')}")
     try:
         yield server
@@ -444,6 +449,7 @@ def temp_user(workdir: Path, name: str | None = None) -> Iterator[TempUser]:
 
 # ----------------------------------------------------------------------------------------------- clients
 
+WRONG_PASSWORD = "wrong"  # noqa: S105  (our temp user's password field is "*": no password matches)
 SSH_COMMON = (
     "-o", "StrictHostKeyChecking=no",
     "-o", "UserKnownHostsFile=/dev/null",
@@ -498,7 +504,7 @@ def _run_client(label: str, server: Sshd, argv: Sequence[str], timeout: float = 
 
 
 def password_attempt(
-    workdir: Path, server: Sshd, user: str, label: str, password: str = "wrong"
+    workdir: Path, server: Sshd, user: str, label: str, password: str = WRONG_PASSWORD
 ) -> ClientResult:
     """``sshpass -p PASSWORD ssh ... NAME@127.0.0.1 true``: one connection, one ``Failed password`` line."""
     config = _client_config(workdir, user)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bastion_guard import __version__
 from bastion_guard.cli import parse_cmd, test_cmd
-from bastion_guard.cli.common import EXIT_USAGE
+from bastion_guard.cli.common import EXIT_OK, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_usage(sys.stderr)
         return EXIT_USAGE
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except BrokenPipeError:
+        # The reader went away (| head): not an error of ours. Keep Python from complaining at exit.
+        sys.stderr.close()
+        return EXIT_OK
     return code
 
 

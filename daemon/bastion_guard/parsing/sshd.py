@@ -379,7 +379,7 @@ SSHD_MESSAGES: dict[str, tuple[Message, ...]] = {
         Message(
             _compile(
                 r"drop connection #\d+ from \[(?P<addr>[^\]]+)\]:(?P<port>\d+) on \[[^\]]*\]:\d+ "
-                r"penalty: (?P<reason>.*)"
+                r"(?:penalty: )?(?P<reason>.*)"
             ),
             _penalty,
         ),
