@@ -51,7 +51,9 @@ PAM_AUTH_FAILURE = f"pam_unix(sshd:auth): authentication failure; {PAM_FIELDS}"
 B64_LAST = "AEIMQUYcgkosw048"  # 32 bytes of hash: the 43rd character carries only 2 bits
 
 Line = tuple[str, str]  # (syslog tag, message)
-Item = Line | int  # an int is a pause in microseconds before the scenario's next line
+# An Item is a line, a pause in microseconds before the scenario's next line, or a callable that decides its
+# line (or none) when it is written, for state that depends on the order lines reach the log.
+Item = Line | int | Callable[[], Line | None]
 
 ATTACKER_NAMES = (
     "admin",
@@ -430,7 +432,7 @@ class Scenarios:
             # pam_unix's cleanup runs at pam_end, where libpam logs with its bare "PAM" prefix
             items.append(conn.line(f"PAM {more} more authentication failure{plural}; {PAM_FIELDS}{rhost}"))
         if self.daemon == "sshd-session":
-            items.extend(self._penalise(conn))
+            items.append(lambda: self._penalise(conn))
         return Scenario("brute_force", items[::-1])
 
     def _guess_name(self) -> str:
@@ -472,7 +474,7 @@ class Scenarios:
             conn.line(f"Disconnected from {remote} [preauth]"),
         ]
 
-    def _penalise(self, conn: Conn) -> list[Item]:
+    def _penalise(self, conn: Conn) -> Line | None:
         """The listener's PerSourcePenalties verdict after a failed authentication (LogLevel VERBOSE).
 
         The first penalty of a source is logged as ``new ... deferred`` (5 s is below ``min:15``), the one
@@ -481,7 +483,7 @@ class Scenarios:
         net = v6_prefix64(conn.addr) if conn.family == "ipv6" else f"{conn.addr}/32"
         state = self.penalties.get(net, 0)
         if state >= 2:
-            return []
+            return None
         self.penalties[net] = state + 1
         reason = "penalty: failed authentication"
         if state == 0:
@@ -492,7 +494,7 @@ class Scenarios:
             line = (
                 f"srclimit_penalise: {net}: activating {conn.family} penalty of {secs} seconds for {reason}"
             )
-        return [(self.listener, line)]
+        return (self.listener, line)
 
     def scanner(self) -> Scenario:
         """A connection that never tries to authenticate: probes, banner grabs, old clients, time-outs."""
@@ -721,6 +723,9 @@ class Generator:
         self.scenarios = Scenarios(self.rng, opts)
         self.clock = Clock(opts.fmt, START)
         self.next_cron = self.clock.now + 60_000_000
+        self.active: list[Scenario] = []  # scenarios with a line ready now
+        self.sleeping: list[tuple[int, int, Scenario]] = []  # (wake-up time, tie-breaker, scenario)
+        self._seq = itertools.count()
 
     def _cron_due(self) -> list[Scenario]:
         due: list[Scenario] = []
@@ -733,56 +738,65 @@ class Generator:
             self.next_cron += 60_000_000
         return due
 
+    def _refill(self) -> None:
+        """Wake sleepers whose pause is over, start due cron jobs, and top up the ready connections."""
+        active, sleeping, now = self.active, self.sleeping, self.clock.now
+        while sleeping and sleeping[0][0] <= now:
+            active.append(heapq.heappop(sleeping)[2])
+        if now >= self.next_cron:
+            active.extend(self._cron_due())
+        while len(active) < self.opts.concurrency:
+            active.append(self.scenarios.next_scenario())
+
+    def _pick(self) -> tuple[Scenario, Line] | None:
+        """Take the next item of a random ready scenario: a line, or ``None`` after a pause or a skip."""
+        active = self.active
+        i = int(self.rng.random() * len(active))
+        scen = active[i]
+        items = scen.items
+        item = items.pop()
+        cls = item.__class__
+        if cls is int or not items:
+            active[i] = active[-1]
+            active.pop()
+            if cls is int:
+                if items:
+                    heapq.heappush(self.sleeping, (self.clock.now + item, next(self._seq), scen))  # type: ignore[operator]
+                return None
+        if cls is not tuple:
+            line = item()  # type: ignore[operator]
+            return None if line is None else (scen, line)
+        return scen, item  # type: ignore[return-value]
+
     def run(self, write: Callable[[str], object]) -> Stats:
         """Write exactly ``opts.lines`` lines through ``write`` and return what was written."""
-        opts, rng, clock = self.opts, self.rng, self.clock
-        rnd, expo, mean_gap = rng.random, rng.expovariate, 1.0 / 1_000_000
-        active: list[Scenario] = []
-        sleeping: list[tuple[int, int, Scenario]] = []
-        seq = itertools.count()
+        opts, clock = self.opts, self.clock
+        expo, rate = self.rng.expovariate, opts.rate
         stats = Stats(first_us=clock.now)
-        upgrade_at = (
-            opts.lines - int(opts.lines * opts.sshd_session_share) if opts.sshd_session_share > 0 else -1
-        )
-        suffix = f"+00:00 {HOST} " if opts.fmt == "rfc3339" else ""
-        rfc = opts.fmt == "rfc3339"
+        upgrade_at = opts.lines - int(opts.lines * opts.sshd_session_share) if opts.sshd_session_share else -1
+        rfc, suffix = opts.fmt == "rfc3339", f"+00:00 {HOST} "
         buf: list[str] = []
         emitted = 0
         while emitted < opts.lines:
             if emitted == upgrade_at:
                 upgrade_at = -1
-                active.append(self.scenarios.upgrade())
-            while sleeping and sleeping[0][0] <= clock.now:
-                active.append(heapq.heappop(sleeping)[2])
-            if clock.now >= self.next_cron:
-                active.extend(self._cron_due())
-            while len(active) < opts.concurrency:
-                active.append(self.scenarios.next_scenario())
-            i = int(rnd() * len(active))
-            scen = active[i]
-            item = scen.items.pop()
-            if not scen.items or item.__class__ is int:
-                active[i] = active[-1]
-                active.pop()
-                if item.__class__ is int:
-                    if scen.items:
-                        heapq.heappush(sleeping, (clock.now + item, next(seq), scen))  # type: ignore[operator]
-                    continue
-            tag, msg = item  # type: ignore[misc]
-            prefix = clock.prefix()
+                self.active.append(self.scenarios.upgrade())
+            self._refill()
+            picked = self._pick()
+            if picked is None:
+                continue
+            scen, (tag, msg) = picked
             if rfc:
-                buf.append(f"{prefix}{clock.now % 1_000_000:06d}{suffix}{tag}: {msg}\n")
+                buf.append(f"{clock.prefix()}{clock.now % 1_000_000:06d}{suffix}{tag}: {msg}\n")
             else:
-                buf.append(f"{prefix}{tag}: {msg}\n")
+                buf.append(f"{clock.prefix()}{tag}: {msg}\n")
             stats.by_kind[scen.kind] += 1
             emitted += 1
-            clock.now += int(expo(opts.rate) / mean_gap) + 1
+            clock.now += int(expo(rate) * 1_000_000) + 1
             if len(buf) >= CHUNK_LINES:
                 stats.bytes += self._flush(buf, write)
         stats.bytes += self._flush(buf, write)
-        stats.lines = emitted
-        stats.last_us = clock.now
-        stats.attackers = self.scenarios.attackers_used
+        stats.lines, stats.last_us, stats.attackers = emitted, clock.now, self.scenarios.attackers_used
         return stats
 
     @staticmethod
@@ -790,7 +804,7 @@ class Generator:
         chunk = "".join(buf)
         buf.clear()
         write(chunk)
-        return len(chunk.encode("utf-8")) if not chunk.isascii() else len(chunk)
+        return len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
 
 
 def generate(out: Path, opts: Options) -> Stats:

@@ -741,7 +741,8 @@ CUT_NAMES: tuple[Hostile, ...] = (
     Hostile("cut-on", fitted_name(_CLOSED, "\\", " 6.6.6.6 on")),
     Hostile("cut-into-preauth", fitted_name(_CLOSED, "\\", _PREAUTH_DECOY, overshoot=1)),
     Hostile("cut-into-port", fitted_name(_CLOSED, "\\", _PREAUTH_DECOY, overshoot=11)),
-    Hostile("cut-after-addr", fitted_name(_CLOSED, "\x01", _PREAUTH_DECOY, overshoot=19)),
+    Hostile("cut-after-addr", fitted_name(_CLOSED, "\x01", _PREAUTH_DECOY, overshoot=18)),
+    Hostile("cut-in-addr", fitted_name(_CLOSED, "\x01", _PREAUTH_DECOY, overshoot=20)),  # "6.6.6": inet_aton
 )
 # For the MaxAuthTries 1 server: "Disconnecting invalid user NAME ADDR port N: Too many ... [preauth]".
 CUT_NAMES_DISCONNECTING: tuple[Hostile, ...] = (
@@ -843,66 +844,92 @@ def listening_logged(log: Path, server: Sshd) -> bool:
     return log.exists() and f"Server listening on {LOOPBACK} port {server.port}.".encode() in log.read_bytes()
 
 
-@contextlib.contextmanager
-def captured_session(keep: Path, *, user_name: str | None = None, workers: int = 16) -> Iterator[Capture]:
-    """Run the whole scenario against three real sshd (UsePAM no, UsePAM yes, MaxAuthTries 1).
+def run_scenario(
+    rs: Rsyslog, servers: dict[str, Sshd], user: TempUser, keep: Path, workers: int = 16
+) -> Capture:
+    """Run every planned client action in parallel, wait until all lines are written, snapshot both logs.
 
-    Yields once every connection has ended and every line is in both files; the snapshots (marker lines
-    removed) are written to ``keep`` and survive the temp dir. All processes, the user and the temp dir
-    are gone when the context exits, also after an error.
+    Returns once every connection has been logged and has ended and rsyslogd has written everything
+    (no fixed sleeps: bounded polls). The snapshots (marker lines removed) go to ``keep``.
     """
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415  (only needed here)
 
     started = time.monotonic()
+    # the "Server listening" lines first, so the capture starts the way a real auth.log does
+    wait_until(lambda: all(listening_logged(rs.auth_log, s) for s in servers.values()), "Server listening")
+    plan = plan_attempts(rs.workdir, servers, user)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda planned: planned.run(), plan))
+    expected = {name: sum(p.server == name for p in plan) for name in servers}
+
+    def settled() -> bool:
+        return all(
+            connections_logged(rs.auth_log, server) >= expected[name] and not server.busy()
+            for name, server in servers.items()
+        )
+
+    wait_until(settled, "every connection to be logged and closed")
+    rs.flush()
+    keep.mkdir(parents=True, exist_ok=True)
+    snapshots = []
+    for source, name in ((rs.auth_log, "auth.log"), (rs.trad_log, "auth.trad.log")):
+        lines = source.read_bytes().splitlines(keepends=True)
+        (keep / name).write_bytes(b"".join(line for line in lines if b" bg-it-marker[" not in line))
+        snapshots.append(keep / name)
+    return Capture(
+        rs.workdir,
+        snapshots[0],
+        snapshots[1],
+        servers,
+        user,
+        plan,
+        results,
+        expected,
+        time.monotonic() - started,
+    )
+
+
+def make_workdir() -> Path:
+    """A fresh temp dir for one run, mode 0755.
+
+    Not pytest's tmp_path: sshd reads authorized_keys as the user, and tmp_path's parents are 0700;
+    its paths can also exceed the 108 bytes of a Unix socket address.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="bg-it-"))
-    workdir.chmod(0o755)  # sshd reads authorized_keys as the user: homes below must be reachable
+    workdir.chmod(0o755)
+    return workdir
+
+
+# name -> (UsePAM, extra sshd_config lines)
+SERVERS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "nopam": (False, ()),  # ~0.2 s per failure
+    "pam": (True, ()),  # ~2-4 s per failure (pam_unix delay): few attempts, all in parallel
+    "maxtries1": (False, ("MaxAuthTries 1",)),  # "Disconnecting ...: Too many authentication failures"
+}
+
+
+@contextlib.contextmanager
+def running_servers(workdir: Path, rs: Rsyslog, user: TempUser) -> Iterator[dict[str, Sshd]]:
+    """The three sshd of the scenario (see :data:`SERVERS`), stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        yield {
+            name: stack.enter_context(
+                running_sshd(workdir, rs, name, use_pam=use_pam, allow_user=user.name, extra=extra)
+            )
+            for name, (use_pam, extra) in SERVERS.items()
+        }
+
+
+@contextlib.contextmanager
+def captured_session(keep: Path, *, user_name: str | None = None) -> Iterator[Capture]:
+    """The whole scenario in one context (for scripts): start everything, capture into ``keep``, tear down.
+
+    All processes, the user and the temp dir are gone when the context exits, also after an error.
+    """
+    workdir = make_workdir()
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
         rs = stack.enter_context(running_rsyslog(workdir))
         user = stack.enter_context(temp_user(workdir, user_name))
-        servers = {
-            "nopam": stack.enter_context(
-                running_sshd(workdir, rs, "nopam", use_pam=False, allow_user=user.name)
-            ),
-            "pam": stack.enter_context(running_sshd(workdir, rs, "pam", use_pam=True, allow_user=user.name)),
-            "maxtries1": stack.enter_context(
-                running_sshd(
-                    workdir, rs, "maxtries1", use_pam=False, allow_user=user.name, extra=["MaxAuthTries 1"]
-                )
-            ),
-        }
-        # the three "Server listening" lines first, so the capture starts the way a real auth.log does
-        wait_until(
-            lambda: all(listening_logged(rs.auth_log, s) for s in servers.values()), "Server listening"
-        )
-        plan = plan_attempts(workdir, servers, user)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda planned: planned.run(), plan))
-        expected = {name: sum(p.server == name for p in plan) for name in servers}
-
-        def settled() -> bool:
-            return all(
-                connections_logged(rs.auth_log, server) >= expected[name] and not server.busy()
-                for name, server in servers.items()
-            )
-
-        wait_until(settled, "every connection to be logged and closed")
-        rs.flush()
-        keep.mkdir(parents=True, exist_ok=True)
-        snapshots = []
-        for source, name in ((rs.auth_log, "auth.log"), (rs.trad_log, "auth.trad.log")):
-            lines = source.read_bytes().splitlines(keepends=True)
-            kept = [line for line in lines if b" bg-it-marker[" not in line]
-            (keep / name).write_bytes(b"".join(kept))
-            snapshots.append(keep / name)
-        yield Capture(
-            workdir,
-            snapshots[0],
-            snapshots[1],
-            servers,
-            user,
-            plan,
-            results,
-            expected,
-            time.monotonic() - started,
-        )
+        servers = stack.enter_context(running_servers(workdir, rs, user))
+        yield run_scenario(rs, servers, user, keep)
