@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 HOST = "bastion"
-START = datetime(2026, 11, 28, 0, 0, 0, tzinfo=UTC)
+START = datetime(2026, 11, 28, 20, 2, 18, tzinfo=UTC)
 PUBLIC_V4 = "203.0.113.10"
 PUBLIC_V6 = "2001:db8:ffff:1::10"
 INTERNAL_V4 = "10.20.0.1"
