@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from bastion_guard.events import Event, Kind, Outcome
-from bastion_guard.parsing.common import Client, event
+from bastion_guard.parsing.common import event
 from bastion_guard.parsing.context import ConnectionContext
 from bastion_guard.parsing.envelope import Envelope
 from bastion_guard.parsing.addresses import split_client
@@ -43,7 +43,7 @@ def parse_audit(line: str, source: str, position: int, ctx: ConnectionContext) -
     ip, name = split_client(match["addr"] if match["addr"] != "?" else "")
     envelope = Envelope(float(match["epoch"]), 0, None, "sshd", int(match["pid"]), "", line, source, position)
     return event(
-        envelope, kind, Outcome.FAILURE, Client(ip, None, name, "line" if ip else None),
+        envelope, kind, Outcome.FAILURE, (ip, None, name, "line" if ip else None),
         _account(match["acct"]), method=match["op"].removeprefix("PAM:"),
     )
 

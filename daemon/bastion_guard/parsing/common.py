@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bastion_guard.events import Event, Kind, Outcome
-from bastion_guard.parsing.addresses import split_client
+from bastion_guard.parsing.addresses import canonical_ip
 from bastion_guard.parsing.context import ConnectionContext
 from bastion_guard.parsing.envelope import Envelope
 from bastion_guard.parsing.status import LineStatus
@@ -30,19 +30,13 @@ class Message:
     build: Builder
 
 
-class Client:
-    """The resolved client of a line: address, port, reverse-DNS name and how it was found."""
+# The resolved client of a line: ``(ip, port, host, by)`` -- canonical address, port, reverse-DNS name
+# and how it was found ("line", "connection" or None). A plain tuple rather than a class because one is
+# made for nearly every line, and event() only unpacks it.
+Client = tuple[str | None, int | None, str | None, str | None]
 
-    __slots__ = ("by", "host", "ip", "port")
-
-    def __init__(self, ip: str | None, port: int | None, host: str | None, by: str | None) -> None:
-        self.ip = ip
-        self.port = port
-        self.host = host
-        self.by = by
-
-
-_NOBODY = Client(None, None, None, None)
+_NOBODY: Client = (None, None, None, None)
+_UNKNOWN_HOSTS = ("UNKNOWN", "unknown")
 
 
 def attribute(
@@ -58,19 +52,24 @@ def attribute(
     name; the numeric address then comes from the context if the connection logged one.
     """
     if trusted and address:
-        ip, name = split_client(address)
+        # split_client() inlined: ``address`` is non-empty here, so it is an IP, a name or "UNKNOWN".
+        ip = canonical_ip(address)
         port_number = int(port) if port else None
         if ip is not None:
             ctx.remember(env.host, env.pid, ip, port_number, env.epoch)
-            return Client(ip, port_number, None, "line")
+            return (ip, port_number, None, "line")
+        name = None if address in _UNKNOWN_HOSTS else address
         known = ctx.lookup(env.host, env.pid, env.epoch)
         if known is not None:
-            return Client(known[0], known[1], name, "connection")
-        return Client(None, port_number, name, None)
+            return (known[0], known[1], name, "connection")
+        return (None, port_number, name, None)
     known = ctx.lookup(env.host, env.pid, env.epoch)
     if known is not None:
-        return Client(known[0], known[1], None, "connection")
+        return (known[0], known[1], None, "connection")
     return _NOBODY
+
+
+_new_tuple = tuple.__new__
 
 
 def user_is_trustworthy(user: str | None) -> bool:
@@ -94,30 +93,17 @@ def event(
     detail: str | None = None,
 ) -> Event:
     """Build an :class:`Event` from an envelope and the parts a catalogue entry found."""
-    return Event(
-        env.epoch,
-        env.utc_offset,
-        env.host,
-        env.program,
-        env.pid,
-        kind,
-        outcome,
-        client.ip,
-        client.port,
-        user,
-        method,
-        key_type,
-        fingerprint,
-        cert_id,
-        cert_serial,
-        client.host,
-        user_valid,
-        client.by,
-        detail,
-        1,
-        env.source,
-        env.position,
-        env.raw,
+    ip, port, client_host, attributed_by = client
+    epoch, utc_offset, host, program, pid, _message, raw, source, position = env
+    # tuple.__new__ skips Event's generated Python-level __new__ (one frame per event); the field order
+    # is Event's own, spelled out in full so a change to Event shows up here in review.
+    return _new_tuple(
+        Event,
+        (
+            epoch, utc_offset, host, program, pid, kind, outcome, ip, port, user, method, key_type,
+            fingerprint, cert_id, cert_serial, client_host, user_valid, attributed_by, detail, 1,
+            source, position, raw,
+        ),
     )
 
 

@@ -70,19 +70,17 @@ class EnvelopeReader:
         """Return the envelope of ``line``, or ``None`` if the line has no recognisable one.
 
         ``source`` and ``position`` (byte offset or line number) travel with the envelope into events.
+        Each form builds its :class:`Envelope` complete in one go (no ``_replace`` per line).
         """
         first = line[:1]
         if first.isdigit():
-            envelope = self._rfc3339(line)
-        elif first == "<":
-            envelope = self._rfc5424(line)
-        else:
-            envelope = self._traditional(line) if first.isupper() else None
-            if envelope is None:
-                envelope = self._short(line)
+            return self._rfc3339(line, source, position)
+        if first == "<":
+            return self._rfc5424(line, source, position)
+        envelope = self._traditional(line, source, position) if first.isupper() else None
         if envelope is None:
-            return None
-        return envelope._replace(raw=line, source=source, position=position)
+            envelope = self._short(line, source, position)
+        return envelope
 
     def bare(self, line: str, source: str = "", position: int = 0) -> Envelope:
         """Treat ``line`` as a message written by ``sshd -E``: no stamp, no host, no pid."""
@@ -90,17 +88,21 @@ class EnvelopeReader:
             self._times.reference, 0, None, self._default_program, None, line, line, source, position
         )
 
-    def _rfc3339(self, line: str) -> Envelope | None:
+    def _rfc3339(self, line: str, source: str, position: int) -> Envelope | None:
         match = _RFC3339.match(line)
         if match is None:
             return None
         seconds, fraction, offset, host, program, pid, message = match.groups()
-        stamp = self._times.iso(seconds.replace(" ", "T"), fraction, _colon_offset(offset or "Z"))
+        stamp = self._times.rfc3339(seconds, fraction, offset)
         if stamp is None:
             return None
-        return Envelope(stamp[0], stamp[1], host, program, int(pid) if pid else None, _untag(message))
+        if message.startswith("[ID "):
+            message = _untag(message)
+        return Envelope(
+            stamp[0], stamp[1], host, program, int(pid) if pid else None, message, line, source, position
+        )
 
-    def _traditional(self, line: str) -> Envelope | None:
+    def _traditional(self, line: str, source: str, position: int) -> Envelope | None:
         match = _TRADITIONAL.match(line)
         if match is None:
             return None
@@ -109,10 +111,11 @@ class EnvelopeReader:
         if stamp is None:
             return None
         return Envelope(
-            stamp[0], stamp[1], host, program or bracketed, int(pid) if pid else None, _untag(message)
+            stamp[0], stamp[1], host, program or bracketed, int(pid) if pid else None, _untag(message),
+            line, source, position,
         )
 
-    def _rfc5424(self, line: str) -> Envelope | None:
+    def _rfc5424(self, line: str, source: str, position: int) -> Envelope | None:
         match = _RFC5424.match(line)
         if match is None:
             return None
@@ -123,15 +126,18 @@ class EnvelopeReader:
         if message.startswith("\ufeff"):  # RFC 5424 allows a BOM before a UTF-8 message
             message = message[1:]
         return Envelope(
-            stamp[0], stamp[1], _nil(host), program, int(pid) if pid.isdigit() else None, message
+            stamp[0], stamp[1], _nil(host), program, int(pid) if pid.isdigit() else None, message,
+            line, source, position,
         )
 
-    def _short(self, line: str) -> Envelope | None:
+    def _short(self, line: str, source: str, position: int) -> Envelope | None:
         match = _SHORT.match(line)
         if match is None:
             return None
         host, program, pid, message = match.groups()
-        return Envelope(self._times.reference, 0, host, program, int(pid), _untag(message))
+        return Envelope(
+            self._times.reference, 0, host, program, int(pid), _untag(message), line, source, position
+        )
 
 
 def _untag(message: str) -> str:
@@ -140,12 +146,6 @@ def _untag(message: str) -> str:
         if match is not None:
             return message[match.end() :]
     return message
-
-
-def _colon_offset(offset: str) -> str:
-    if len(offset) == 5:  # +0000
-        return f"{offset[:3]}:{offset[3:]}"
-    return offset
 
 
 def _nil(value: str) -> str | None:

@@ -20,6 +20,8 @@ _MONTHS = {
 }
 _FUTURE_TOLERANCE = timedelta(days=2).total_seconds()
 _CACHE_LIMIT = 1 << 15
+# 10 ** n for the fraction digits a stamp may carry (1..9); the same ints ``10 ** len(fraction)`` yields.
+_FRACTION_SCALE = tuple(10**n for n in range(10))
 
 
 class TimestampReader:
@@ -29,13 +31,15 @@ class TimestampReader:
     ``reference`` is the epoch that year inference works against.
     """
 
-    __slots__ = ("_iso_cache", "_reference", "_trad_cache", "_zone")
+    __slots__ = ("_iso_cache", "_raw_cache", "_reference", "_trad_cache", "_zone")
 
     def __init__(self, reference: float, zone: tzinfo | None = None) -> None:
         self._reference = reference
         self._zone = zone
         self._trad_cache: dict[str, tuple[float, int] | None] = {}
         self._iso_cache: dict[str, tuple[float, int] | None] = {}
+        # RFC 3339 envelope stamps keyed by their text as written (seconds + offset, un-normalised).
+        self._raw_cache: dict[str, tuple[float, int] | None] = {}
 
     @property
     def reference(self) -> float:
@@ -75,7 +79,26 @@ class TimestampReader:
             cache[key] = base
         if base is None or not fraction:
             return base
-        return base[0] + int(fraction) / 10 ** len(fraction), base[1]
+        return base[0] + int(fraction) / _FRACTION_SCALE[len(fraction)], base[1]
+
+    def rfc3339(self, seconds: str, fraction: str | None, offset: str | None) -> tuple[float, int] | None:
+        """Like :meth:`iso` for the envelope's groups as matched: ``T`` or space, offset ``+0000`` or absent.
+
+        The hot path: one dict lookup on the stamp text as written, so the normalisation (space to
+        ``T``, ``+0000`` to ``+00:00``, missing offset to ``Z``) runs once per distinct second.
+        """
+        key = seconds + offset if offset else seconds
+        cache = self._raw_cache
+        try:
+            base = cache[key]
+        except KeyError:
+            base = self.iso(seconds.replace(" ", "T"), None, _colon_offset(offset or "Z"))
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[key] = base
+        if base is None or not fraction:
+            return base
+        return base[0] + int(fraction) / _FRACTION_SCALE[len(fraction)], base[1]
 
     def _infer_year(self, month: str, day: str, clock: str) -> tuple[float, int] | None:
         month_number = _MONTHS.get(month)
@@ -106,6 +129,12 @@ class TimestampReader:
         except (ValueError, OverflowError):
             return None
         return epoch, time.localtime(epoch).tm_gmtoff
+
+
+def _colon_offset(offset: str) -> str:
+    if len(offset) == 5:  # +0000
+        return f"{offset[:3]}:{offset[3:]}"
+    return offset
 
 
 def _parse_iso(seconds: str, offset: str) -> tuple[float, int] | None:

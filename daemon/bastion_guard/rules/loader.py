@@ -112,13 +112,14 @@ def _matcher(fields: Fields, source: Source) -> Matcher:
             fields.problem("match", "is required (match: {kinds: [...]})")
         return Matcher(kinds=frozenset())
     kinds = []
-    for text in match.strings("kinds"):
+    texts = match.strings("kinds")
+    for text in texts:
         kind = _KINDS.get(text)
         if kind is None:
             match.problem("kinds", f"unknown event kind {text!r} (known: {', '.join(sorted(_KINDS))})")
         else:
             kinds.append(kind)
-    if source is Source.EVENTS and not kinds:
+    if source is Source.EVENTS and not texts:
         match.problem("kinds", "is required: the event kinds this rule counts")
     users = match.strings("users")
     networks, network_lists = _networks_or_lists(match, "networks")

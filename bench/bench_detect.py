@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Throughput of the detection path (parse + rules, no actions) against two pure-Python floors.
+
+All three run in this one process, on the same file, after one untimed warm-up pass that also puts the
+file in the page cache:
+
+* floor 1: iterate the file's lines in binary mode and count them (the cost of reading at all);
+* floor 2: the same loop, decoding each line and running one precompiled sshd regex ``search`` on it
+  (what a single-pattern Python filter costs);
+* ours: ``bastion_guard.replay.replay_file(path, ruleset)`` with the repository's ``rules/``.
+
+Each is timed ``--repeat`` times with ``time.perf_counter``; the best run counts. Results go to stdout and
+``bench/out/detect.json``. Nothing here asserts a time: the numbers are for reading, not for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import common
+
+FAILED_PASSWORD = re.compile(r"Failed password for (?:invalid user )?(.*) from (\S+) port (\d+) ssh2$")
+
+# Reference figures measured elsewhere (2-core Debian 12 machine); printed for context, never measured here.
+REFERENCE_LINES_PER_S = {
+    "sshguard sshg-parser (C, flex/bison)": 529_000,
+    "fail2ban-regex sshd (Python)": 38_000,
+    "Python one-regex loop (floor 2 there)": 2_900_000,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Best-of-R wall time of one path over the whole file."""
+
+    name: str
+    best_s: float
+    runs_s: list[float]
+    lines: int
+
+    @property
+    def lines_per_s(self) -> float:
+        """Lines per second of the best run."""
+        return self.lines / self.best_s if self.best_s > 0 else 0.0
+
+
+def floor_iterate(path: Path) -> int:
+    """Floor 1: read the file line by line in binary mode; return the line count."""
+    n = 0
+    with path.open("rb") as fh:
+        for _ in fh:
+            n += 1
+    return n
+
+
+def floor_regex(path: Path) -> int:
+    """Floor 2: floor 1 plus a UTF-8 decode and one precompiled regex search per line; return the hits."""
+    hits = 0
+    search = FAILED_PASSWORD.search
+    with path.open("rb") as fh:
+        for raw in fh:
+            if search(raw.decode("utf-8", "replace")) is not None:
+                hits += 1
+    return hits
+
+
+def best_of(name: str, fn: Callable[[], Any], repeat: int, lines: int) -> tuple[Timing, Any]:
+    """Run ``fn`` ``repeat`` times; keep every wall time and the last result."""
+    runs: list[float] = []
+    result: Any = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        runs.append(time.perf_counter() - t0)
+    return Timing(name, min(runs), runs, lines), result
+
+
+def input_file(args: argparse.Namespace) -> Path:
+    """The file to measure: ``--file``, or a cached generated log under ``bench/out/``."""
+    if args.file is not None:
+        return Path(args.file)
+    path = common.OUT_DIR / f"authlog-{args.lines}-{args.format}-s{args.seed}.log"
+    if not path.exists():
+        print(f"generating {path.relative_to(common.REPO_ROOT)} ...", file=sys.stderr)
+        common.run_generator(
+            path, ["--lines", str(args.lines), "--format", args.format, "--seed", str(args.seed)]
+        )
+    return path
+
+
+def measure_ours(path: Path, rules: Path, repeat: int, lines: int) -> dict[str, Any]:
+    """Time ``replay_file`` or explain why it cannot run yet."""
+    api = common.load_detection_api()
+    if isinstance(api, str):
+        return {"status": api}
+    t0 = time.perf_counter()
+    ruleset = api.load_rules(rules)
+    load_s = time.perf_counter() - t0
+    timing, report = best_of(
+        "ours: replay_file (parse + rules)", lambda: api.replay_file(path, ruleset), repeat, lines
+    )
+    return {
+        "status": "ok",
+        "timing": timing,
+        "load_rules_s": load_s,
+        "report": common.summarize_report(report),
+    }
+
+
+def ratio_text(ours: float, floor: float) -> str:
+    """``0.123 (8.1x slower)``: ours as a fraction of a floor's speed, and the same as a slowdown."""
+    if ours <= 0 or floor <= 0:
+        return "n/a"
+    r = ours / floor
+    return f"{r:.3f} ({1 / r:.1f}x slower)" if r < 1 else f"{r:.3f} ({r:.1f}x faster)"
+
+
+def print_table(path: Path, size: int, timings: list[Timing], ours: dict[str, Any]) -> None:
+    """The human-readable result."""
+    lines = timings[0].lines
+    print(f"input: {path}  ({lines:,} lines, {size / 1e6:.1f} MB)")
+    print(f"{'path':<40} {'best s':>9} {'lines/s':>12}   runs (s)")
+    rows = [*timings, ours["timing"]] if ours["status"] == "ok" else timings
+    for t in rows:
+        runs = " ".join(f"{r:.3f}" for r in t.runs_s)
+        print(f"{t.name:<40} {t.best_s:>9.3f} {t.lines_per_s:>12,.0f}   {runs}")
+    if ours["status"] != "ok":
+        print(f"{'ours: replay_file (parse + rules)':<40} {ours['status']}")
+        return
+    o, f1, f2 = ours["timing"].lines_per_s, timings[0].lines_per_s, timings[1].lines_per_s
+    print(f"load_rules: {ours['load_rules_s']:.3f} s (not in the timed runs); report: {ours['report']}")
+    print(f"ours/floor2 = {ratio_text(o, f2)}")
+    print(f"ours/floor1 = {ratio_text(o, f1)}")
+
+
+def print_reference(ours_lps: float | None) -> dict[str, Any]:
+    """Reference figures and ours against them; these are from another machine and are not measured here."""
+    print("\nreference figures (2-core Debian 12 machine; reference, not measured here):")
+    out: dict[str, Any] = {}
+    for name, lps in REFERENCE_LINES_PER_S.items():
+        ratio = ratio_text(ours_lps, lps) if ours_lps else "n/a (ours unavailable)"
+        print(f"  {name:<40} ~{lps:>10,} lines/s   ours/ref = {ratio}  [reference, not measured here]")
+        out[name] = {"lines_per_s": lps, "ours_over_ref": (ours_lps / lps) if ours_lps else None}
+    return out
+
+
+def to_json(
+    args: argparse.Namespace, path: Path, size: int, timings: list[Timing], ours: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything printed, as data."""
+    results: dict[str, Any] = {t.name: {**asdict(t), "lines_per_s": t.lines_per_s} for t in timings}
+    ratios: dict[str, float | None] = {"ours_over_floor2": None, "ours_over_floor1": None}
+    if ours["status"] == "ok":
+        t = ours["timing"]
+        results[t.name] = {**asdict(t), "lines_per_s": t.lines_per_s, "load_rules_s": ours["load_rules_s"]}
+        results[t.name]["report"] = ours["report"]
+        ratios = {
+            "ours_over_floor2": t.lines_per_s / timings[1].lines_per_s,
+            "ours_over_floor1": t.lines_per_s / timings[0].lines_per_s,
+        }
+    else:
+        results["ours: replay_file (parse + rules)"] = {"status": ours["status"]}
+    return {
+        "benchmark": "detect",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": common.machine_info(),
+        "input": {
+            "path": str(path),
+            "lines": timings[0].lines,
+            "bytes": size,
+            "generated": args.file is None,
+        },
+        "repeat": args.repeat,
+        "results": results,
+        "ratios": ratios,
+        "peak_rss_bytes": common.peak_rss_bytes(),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    p.add_argument(
+        "--lines", type=int, default=1_000_000, help="lines of the generated log (default 1,000,000)"
+    )
+    p.add_argument("--file", type=Path, default=None, help="measure this file instead of a generated one")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs per path; the best counts (default 3)")
+    p.add_argument("--format", choices=("rfc3339", "traditional"), default="rfc3339")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rules", type=Path, default=common.RULES_DIR, help="rules directory (default: rules/)")
+    p.add_argument("--json", type=Path, default=common.OUT_DIR / "detect.json")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.lines < 1:
+        p.error("--repeat and --lines must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print, write JSON."""
+    args = parse_args(argv)
+    path = input_file(args)
+    size = path.stat().st_size
+    lines = floor_iterate(path)  # warm-up: page cache, and the true line count
+    t1, _ = best_of("floor 1: iterate lines (binary)", lambda: floor_iterate(path), args.repeat, lines)
+    t2, hits = best_of("floor 2: decode + 1 regex/line", lambda: floor_regex(path), args.repeat, lines)
+    ours = measure_ours(path, args.rules, args.repeat, lines)
+    print_table(path, size, [t1, t2], ours)
+    print(f"(floor 2 matched {hits:,} 'Failed password' lines)")
+    ours_lps = ours["timing"].lines_per_s if ours["status"] == "ok" else None
+    data = to_json(args, path, size, [t1, t2], ours)
+    data["floor2_hits"] = hits
+    data["reference"] = {"note": "reference, not measured here", "figures": print_reference(ours_lps)}
+    common.write_json(args.json, data)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
