@@ -45,11 +45,8 @@ def iter_lines(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[SourceL
             # offsets), and b"\n" splits exactly where "\n" does. Same lines as decode() per piece.
             for text in complete.decode("ascii").split("\n"):
                 number += 1
-                size = len(text)
-                if text.endswith("\r"):
-                    text = text[:-1]
-                yield new(SourceLine, (number, offset, text))
-                offset += size + 1
+                yield new(SourceLine, (number, offset, text[:-1] if text.endswith("\r") else text))
+                offset += len(text) + 1
             continue
         for piece in complete.split(b"\n"):
             number += 1

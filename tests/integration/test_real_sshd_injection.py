@@ -134,7 +134,9 @@ def unattributed_failures(parsed: Parsed) -> tuple[int, list[str]]:
     for line in parsed.lines:
         if line.program != "sshd" or not line.msg.startswith(("Failed ", "Invalid user ")):
             continue
-        kind, pattern = ("invalid_user", _INVALID) if line.msg.startswith("Invalid") else ("auth_failure", _FAILED)
+        kind, pattern = (
+            ("invalid_user", _INVALID) if line.msg.startswith("Invalid") else ("auth_failure", _FAILED)
+        )
         match = pattern.match(line.msg)
         if match is None:
             continue
@@ -144,7 +146,7 @@ def unattributed_failures(parsed: Parsed) -> tuple[int, list[str]]:
         events = parsed.events_on(line.number)
         if not any(all(e.get(k) == v for k, v in wanted.items()) and e.get("port") in ports for e in events):
             problems.append(
-                f"line {line.number}: {line.text!r}\n    wanted {wanted} and port in {ports}\n    got {events}"
+                f"line {line.number}: {line.text!r}\n    wanted {wanted}, port in {ports}\n    got {events}"
             )
     return checked, problems
 
@@ -239,7 +241,7 @@ def test_every_connection_reached_the_log(sshd_capture: rp.Capture) -> None:
 @pytest.mark.sshd
 @pytest.mark.rsyslog
 def test_sshd_logged_every_hostile_name_as_sent(sshd_capture: rp.Capture) -> None:
-    """sshd wrote each hostile name exactly as sent (escaped, cut at ':' and 100 bytes) in an Invalid user line."""
+    """sshd wrote each hostile name as sent (escaped, cut at ':' and 100 bytes) in an Invalid user line."""
     messages = {line.msg for line in rp.read_log(sshd_capture.rfc3339_log)}
     for planned in sshd_capture.plan:
         if planned.hostile is None:
@@ -254,7 +256,7 @@ def test_sshd_logged_every_hostile_name_as_sent(sshd_capture: rp.Capture) -> Non
 @pytest.mark.sshd
 @pytest.mark.rsyslog
 def test_long_names_cut_the_real_address_off(sshd_capture: rp.Capture) -> None:
-    """sshd cut each long-name preauth line at 500 characters, right where we aimed, leaving the decoy at its end."""
+    """sshd cut each long-name preauth line at 500 characters where we aimed, leaving a decoy at its end."""
     lines = rp.read_log(sshd_capture.rfc3339_log)
     assert max(len(line.msg) for line in lines) == rp.SYSLOG_MSG_LIMIT
     messages = {line.msg for line in lines}
@@ -315,7 +317,7 @@ def test_every_failed_and_invalid_line_is_attributed(live: Parsed) -> None:
 @pytest.mark.sshd
 @pytest.mark.rsyslog
 def test_publickey_login_is_the_only_success(live: Parsed, sshd_capture: rp.Capture) -> None:
-    """Both real publickey logins are auth_success events of the temp user; no hostile name yields a success."""
+    """Both real publickey logins are auth_success events of the temp user; no hostile name is a success."""
     genuine, problems = success_problems(live, sshd_capture.user.name, sshd_capture.user.fingerprint)
     assert genuine == 2
     assert not problems, "\n".join(problems)
@@ -341,7 +343,7 @@ def test_cut_lines_are_never_attributed_to_their_visible_tail(live: Parsed) -> N
 
 
 def test_corpus_no_event_names_an_injected_address(corpus: Parsed) -> None:
-    """On the committed real-sshd corpus, no event reports an address but 127.0.0.1 or a port sshd never used."""
+    """On the committed corpus, no event reports an address but 127.0.0.1 or a port sshd never used."""
     bad = foreign_addresses(corpus) + foreign_ports(corpus)
     assert not bad, f"{len(bad)} events blame attacker-chosen text:\n" + "\n".join(bad)
 

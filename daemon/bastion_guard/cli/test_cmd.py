@@ -91,7 +91,8 @@ def _progress_bar(fd: int, out: TextIO) -> Any:
     return draw
 
 
-def _decision_json(decision: Decision) -> dict[str, Any]:
+def decision_json(decision: Decision) -> dict[str, Any]:
+    """A decision as JSON-ready data (also what bastiond prints)."""
     return {
         "verdict": decision.verdict.value,
         "rule": decision.rule,
@@ -117,7 +118,7 @@ def _as_json(report: Report, elapsed: float, rules: str) -> dict[str, Any]:
         "events_by_outcome": dict(sorted(report.events_by_outcome.items())),
         "lines_without_event": dict(sorted(report.statuses.items())),
         "unmatched": [{"line": number, "text": text} for number, text in report.unmatched],
-        "decisions": [_decision_json(decision) for decision in report.decisions],
+        "decisions": [decision_json(decision) for decision in report.decisions],
         "rules_stats": {
             name: {"events": stats.events, "decisions": stats.decisions, "allowlisted": stats.allowlisted,
                    "while_banned": stats.while_banned}
