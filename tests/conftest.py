@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,4 @@ REFERENCE = 1795899600.0
 @pytest.fixture
 def parser() -> LineParser:
     """A fresh parser whose traditional stamps are read in UTC, anchored at :data:`REFERENCE`."""
-    from datetime import UTC
-
     return LineParser(REFERENCE, UTC)

@@ -29,7 +29,7 @@ def test_garbage_between_good_lines_loses_nothing() -> None:
         b"Nov 28 20:02:1",
         b"\r",
     ]
-    data = b"\n".join(sum(([GOOD, chunk] for chunk in junk), []) + [GOOD])
+    data = b"\n".join([part for chunk in junk for part in (GOOD, chunk)] + [GOOD])
     report = replay_stream(io.BytesIO(data), "junk", 1795899600.0, load_rules(RULES))
     assert report.lines == 2 * len(junk) + 1
     assert report.events_by_kind["auth_failure"] == len(junk) + 1

@@ -92,7 +92,7 @@ def _follow(path: Path, parser: LineParser, engine: Engine, from_start: bool) ->
             continue
         parser.advance_clock(time.time())
         try:
-            current = os.stat(path)
+            current = path.stat()
             if (current.st_dev, current.st_ino) != identity or current.st_size < stream.tell():
                 stream.close()  # rotated (renamed or truncated): the old file is drained, open the new one
                 stream = None

@@ -53,10 +53,13 @@ class _Loader(yaml.SafeLoader):
         return mapping
 
 
-_Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    lambda loader, node: loader.located_mapping(node),  # type: ignore[attr-defined]
-)
+def _construct_located(loader: yaml.SafeLoader, node: yaml.Node) -> Located:
+    if not isinstance(loader, _Loader) or not isinstance(node, yaml.MappingNode):
+        raise TypeError("the located-mapping constructor is registered on _Loader only")
+    return loader.located_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)
 
 
 def _location(path: str, mark: yaml.Mark | None) -> Location:
@@ -75,7 +78,7 @@ def load_documents(path: Path) -> list[Any]:
     loader = _Loader(text, name)
     documents: list[Any] = []
     try:
-        while loader.check_data():
+        while loader.check_data():  # type: ignore[no-untyped-call]
             documents.append(loader.get_data())
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark

@@ -46,4 +46,4 @@ class NetworkSet:
         except ValueError:
             return False
         candidates = self._v4 if isinstance(network, ipaddress.IPv4Network) else self._v6
-        return any(network.overlaps(allowed) for allowed in candidates)  # type: ignore[arg-type]
+        return any(network.overlaps(allowed) for allowed in candidates)

@@ -167,7 +167,7 @@ def _ban_policy(fields: Fields) -> BanPolicy:
 
 def _allowlist(fields: Fields, path: Path) -> AllowlistSpec | None:
     name = fields.get("name", str, "", required=True)
-    networks = list(fields.each("networks", lambda text, _where: _network(text, fields, "networks")))
+    networks: list[Network] = list(fields.each("networks", lambda text, _where: _network(text, fields, "networks")))
     for file_name in fields.strings("files"):
         networks.extend(_networks_from_file(Path(file_name), path.parent, fields))
     if not name:
