@@ -30,11 +30,10 @@ import common
 FAILED_PASSWORD = re.compile(r"Failed password for (?:invalid user )?(.*) from (\S+) port (\d+) ssh2$")
 
 # Reference figures measured elsewhere (2-core Debian 12 machine); printed for context, never measured here.
-REFERENCE_LINES_PER_S = {
-    "sshguard sshg-parser (C, flex/bison)": 529_000,
-    "fail2ban-regex sshd (Python)": 38_000,
-    "Python one-regex loop (floor 2 there)": 2_900_000,
-}
+REFERENCE_SSHGUARD = "sshguard sshg-parser (C, flex/bison)"
+REFERENCE_FAIL2BAN = "fail2ban-regex sshd (Python)"
+REFERENCE_FLOOR2 = "Python one-regex loop (floor 2 there)"
+REFERENCE_LINES_PER_S = {REFERENCE_SSHGUARD: 529_000, REFERENCE_FAIL2BAN: 38_000, REFERENCE_FLOOR2: 2_900_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +86,11 @@ def input_file(args: argparse.Namespace) -> Path:
     """The file to measure: ``--file``, or a cached generated log under ``bench/out/``."""
     if args.file is not None:
         return Path(args.file)
-    path = common.OUT_DIR / f"authlog-{args.lines}-{args.format}-s{args.seed}.log"
+    tag = common.source_tag(common.GENERATOR.read_bytes())  # a changed generator never reuses a stale file
+    path = common.OUT_DIR / f"authlog-{args.lines}-{args.format}-s{args.seed}-{tag}.log"
     if not path.exists():
         print(f"generating {path.relative_to(common.REPO_ROOT)} ...", file=sys.stderr)
-        common.run_generator(
-            path, ["--lines", str(args.lines), "--format", args.format, "--seed", str(args.seed)]
-        )
+        common.run_generator(path, ["--lines", str(args.lines), "--format", args.format, "--seed", str(args.seed)])
     return path
 
 
@@ -104,9 +102,7 @@ def measure_ours(path: Path, rules: Path, repeat: int, lines: int) -> dict[str, 
     t0 = time.perf_counter()
     ruleset = api.load_rules(rules)
     load_s = time.perf_counter() - t0
-    timing, report = best_of(
-        "ours: replay_file (parse + rules)", lambda: api.replay_file(path, ruleset), repeat, lines
-    )
+    timing, report = best_of("ours: replay_file (parse + rules)", lambda: api.replay_file(path, ruleset), repeat, lines)
     return {
         "status": "ok",
         "timing": timing,
@@ -141,15 +137,29 @@ def print_table(path: Path, size: int, timings: list[Timing], ours: dict[str, An
     print(f"ours/floor1 = {ratio_text(o, f1)}")
 
 
-def print_reference(ours_lps: float | None) -> dict[str, Any]:
-    """Reference figures and ours against them; these are from another machine and are not measured here."""
+def print_reference(ours_lps: float | None, floor2_lps: float) -> dict[str, Any]:
+    """Reference figures and ours against them; these are from another machine and are not measured here.
+
+    Besides the raw ratios, ours is also scaled to the reference machine by the ratio of the two floor-2
+    loops (there / here), an estimate that cancels most of the CPU difference.
+    """
     print("\nreference figures (2-core Debian 12 machine; reference, not measured here):")
+    scale = REFERENCE_LINES_PER_S[REFERENCE_FLOOR2] / floor2_lps if floor2_lps > 0 else 0.0
+    scaled = ours_lps * scale if ours_lps else None
     out: dict[str, Any] = {}
     for name, lps in REFERENCE_LINES_PER_S.items():
         ratio = ratio_text(ours_lps, lps) if ours_lps else "n/a (ours unavailable)"
         print(f"  {name:<40} ~{lps:>10,} lines/s   ours/ref = {ratio}  [reference, not measured here]")
-        out[name] = {"lines_per_s": lps, "ours_over_ref": (ours_lps / lps) if ours_lps else None}
-    return out
+        out[name] = {
+            "lines_per_s": lps,
+            "ours_over_ref": ours_lps / lps if ours_lps else None,
+            "ours_scaled_over_ref": scaled / lps if scaled else None,
+        }
+    if scaled:
+        print(f"  machine scale (floor 2 there / here) = {scale:.2f}: ours ~{scaled:,.0f} lines/s on that machine "
+              f"(estimate): {scaled / REFERENCE_LINES_PER_S[REFERENCE_SSHGUARD]:.2f}x sshguard, "
+              f"{scaled / REFERENCE_LINES_PER_S[REFERENCE_FAIL2BAN]:.1f}x fail2ban-regex")  # fmt: skip
+    return {"figures": out, "machine_scale": scale, "ours_scaled_lines_per_s": scaled}
 
 
 def to_json(
@@ -188,9 +198,7 @@ def to_json(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    p.add_argument(
-        "--lines", type=int, default=1_000_000, help="lines of the generated log (default 1,000,000)"
-    )
+    p.add_argument("--lines", type=int, default=1_000_000, help="lines of the generated log (default 1,000,000)")
     p.add_argument("--file", type=Path, default=None, help="measure this file instead of a generated one")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per path; the best counts (default 3)")
     p.add_argument("--format", choices=("rfc3339", "traditional"), default="rfc3339")
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_lps = ours["timing"].lines_per_s if ours["status"] == "ok" else None
     data = to_json(args, path, size, [t1, t2], ours)
     data["floor2_hits"] = hits
-    data["reference"] = {"note": "reference, not measured here", "figures": print_reference(ours_lps)}
+    data["reference"] = {"note": "reference, not measured here", **print_reference(ours_lps, t2.lines_per_s)}
     common.write_json(args.json, data)
     print(f"\nwrote {args.json}")
     return 0

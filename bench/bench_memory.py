@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import subprocess
 import sys
 import time
@@ -41,7 +42,7 @@ _NAMES = ("admin", "test", "oracle", "ubuntu", "postgres", "git", "guest", "supp
 def address(i: int, ipv6_share: float) -> str:
     """The ``i``-th distinct attacking address: its own /24 (IPv4) or its own /64 (IPv6)."""
     if ipv6_share > 0 and i % 1000 < ipv6_share * 1000:
-        return f"2001:db8:{(i >> 16) + 1:x}:{(i & 0xFFFF) + 1:x}::{(i % 250) + 1:x}"
+        return f"2001:db8:{(i >> 15) + 1:x}:{(i & 0x7FFF) + 1:x}::{(i % 250) + 1:x}"  # no zero group: canonical
     first = _V4_FIRST[i % len(_V4_FIRST)]
     net = i // len(_V4_FIRST)
     return f"{first}.{net >> 8 & 0xFF}.{net & 0xFF}.{(i * 37) % 254 + 1}"
@@ -52,17 +53,17 @@ def spray_lines(addresses: int, failures: int, span_s: float, ipv6_share: float)
     total = addresses * failures
     step_us = max(int(span_s * 1_000_000 / max(total, 1)), 1)
     now_us = START_EPOCH * 1_000_000
-    pid = 1000
+    pid, sec, stamp = 1000, -1, ""
     for rnd in range(failures):
         name = _NAMES[rnd % len(_NAMES)]
         for i in range(addresses):
-            stamp = datetime.fromtimestamp(now_us // 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            if now_us // 1_000_000 != sec:
+                sec = now_us // 1_000_000
+                stamp = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
             pid = pid + 1 if pid < 4_194_000 else 1000
             port = 32768 + (i * 7 + rnd) % 28000
-            yield (
-                f"{stamp}.{now_us % 1_000_000:06d}+00:00 bastion sshd[{pid}]: Failed password for invalid user "
-                f"{name} from {address(i, ipv6_share)} port {port} ssh2\n"
-            )
+            msg = f"Failed password for invalid user {name} from {address(i, ipv6_share)} port {port} ssh2"
+            yield f"{stamp}.{now_us % 1_000_000:06d}+00:00 bastion sshd[{pid}]: {msg}\n"
             now_us += step_us
 
 
@@ -83,8 +84,9 @@ def ensure_input(args: argparse.Namespace) -> Path:
     """The cached input file for these arguments, written by a child process when missing."""
     if args.file is not None:
         return Path(args.file)
-    name = f"spray-{args.addresses}x{args.failures_per_address}-v6_{args.ipv6_share:g}-{args.span_seconds:g}s.log"
-    path = common.OUT_DIR / name
+    shape = f"{args.addresses}x{args.failures_per_address}-v6_{args.ipv6_share:g}-{args.span_seconds:g}s"
+    tag = common.source_tag(inspect.getsource(address), inspect.getsource(spray_lines))
+    path = common.OUT_DIR / f"spray-{shape}-{tag}.log"
     if not path.exists():
         print(f"writing {path.relative_to(common.REPO_ROOT)} in a child process ...", file=sys.stderr)
         tmp = path.with_name(path.name + ".part")
@@ -134,9 +136,8 @@ def _rule_events(report: Any) -> dict[str, int]:
 def print_result(args: argparse.Namespace, path: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Print the readings and return the derived numbers."""
     n = args.addresses
-    print(
-        f"input: {path}  ({n:,} addresses x {args.failures_per_address} failures, {path.stat().st_size / 1e6:.1f} MB)"
-    )
+    size_mb = path.stat().st_size / 1e6
+    print(f"input: {path}  ({n:,} addresses x {args.failures_per_address} failures, {size_mb:.1f} MB)")
     if result["status"] != "ok":
         print(f"baseline RSS {result['baseline_rss_bytes'] / 1e6:.1f} MB; ours: {result['status']}")
         return {}
@@ -150,15 +151,11 @@ def print_result(args: argparse.Namespace, path: Path, result: dict[str, Any]) -
         "meets_target": a["peak_rss_bytes"] < args.target_mb * 1_000_000,
     }
     print(f"{'':<24}{'before':>12}{'after':>12}")
-    print(
-        f"{'peak RSS (ru_maxrss)':<24}{b['peak_rss_bytes'] / 1e6:>9.1f} MB{a['peak_rss_bytes'] / 1e6:>9.1f} MB"
-    )
-    print(f"{'current RSS':<24}{b['rss_bytes'] / 1e6:>9.1f} MB{a['rss_bytes'] / 1e6:>9.1f} MB")
+    for label, key in (("peak RSS (ru_maxrss)", "peak_rss_bytes"), ("current RSS", "rss_bytes")):
+        print(f"{label:<24}{b[key] / 1e6:>9.1f} MB{a[key] / 1e6:>9.1f} MB")
     print(f"replay: {result['replay_s']:.1f} s; rule events: {result['rule_events']}")
     print(f"report: {result['report']}")
-    print(
-        f"growth while tracking {n:,} addresses: {growth / 1e6:.1f} MB = {growth / n:,.0f} bytes per address"
-    )
+    print(f"growth while tracking {n:,} addresses: {growth / 1e6:.1f} MB = {growth / n:,.0f} bytes per address")
     verdict = "meets" if derived["meets_target"] else "MISSES"
     print(f"peak RSS {a['peak_rss_bytes'] / 1e6:.1f} MB {verdict} the target of < {args.target_mb} MB")
     return derived
@@ -168,9 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     p.add_argument("--addresses", type=int, default=1_000_000, help="distinct attacking addresses")
-    p.add_argument(
-        "--failures-per-address", type=int, default=2, help="failed logins per address (default 2)"
-    )
+    p.add_argument("--failures-per-address", type=int, default=2, help="failed logins per address (default 2)")
     p.add_argument("--span-seconds", type=float, default=60.0, help="log time covered by all lines")
     p.add_argument("--ipv6-share", type=float, default=0.1, help="share of IPv6 addresses (default 0.1)")
     p.add_argument("--file", type=Path, default=None, help="replay this file instead of the generated one")
@@ -188,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the input (child), or measure and report (parent)."""
     args = parse_args(argv)
     if args.write_input is not None:
-        write_input(
-            args.write_input, args.addresses, args.failures_per_address, args.span_seconds, args.ipv6_share
-        )
+        write_input(args.write_input, args.addresses, args.failures_per_address, args.span_seconds, args.ipv6_share)
         return 0
     path = ensure_input(args)
     result = measure(path, args.rules)

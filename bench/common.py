@@ -7,6 +7,7 @@ must stay free of imports from ``bastion_guard`` at module level: the API is imp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -102,6 +103,14 @@ def _cpu_model() -> str | None:
     return None
 
 
+def source_tag(*parts: str | bytes) -> str:
+    """Eight hex digits that change whenever the code producing a cached input changes."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+    return digest.hexdigest()[:8]
+
+
 def run_generator(out: Path, args: list[str]) -> None:
     """Run ``gen_authlog.py`` in a child process, so its memory never counts in this process's RSS."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +140,6 @@ def summarize_report(report: Any, limit: int = 12) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON, creating the directory."""
+    """Write ``data`` as indented JSON (paths and other objects as strings), creating the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -8,7 +8,7 @@ for the last part of the file (``--sshd-session-share``): per-connection lines t
 
 * password brute force against invalid and existing accounts (1 to MaxAuthTries=6 attempts, PAM lines,
   four ways to end a connection, ``maximum authentication attempts exceeded``), a few hostile user names
-  that carry a decoy address (``docs/log-injection.md``);
+  that carry a decoy address (``shared/docs/log-injection.md``);
 * scanners that never authenticate (kex_exchange_identification, banner exchange, Unable to negotiate,
   Timeout before authentication, key scans), PerSourcePenalties and MaxStartups drops;
 * benign public-key logins from 10.x with sudo, systemd-logind sessions, CRON, ``su`` and polkit.
@@ -55,73 +55,16 @@ Line = tuple[str, str]  # (syslog tag, message)
 # line (or none) when it is written, for state that depends on the order lines reach the log.
 Item = Line | int | Callable[[], Line | None]
 
-ATTACKER_NAMES = (
-    "admin",
-    "user",
-    "test",
-    "ubuntu",
-    "oracle",
-    "postgres",
-    "git",
-    "guest",
-    "ftpuser",
-    "pi",
-    "support",
-    "deploy",
-    "hadoop",
-    "mysql",
-    "www",
-    "jenkins",
-    "ansible",
-    "ec2-user",
-    "centos",
-    "debian",
-    "dev",
-    "devops",
-    "minecraft",
-    "steam",
-    "nagios",
-    "zabbix",
-    "tomcat",
-    "elastic",
-    "kafka",
-    "solana",
-    "sol",
-    "validator",
-    "node",
-    "ts3",
-    "server",
-    "test1",
-    "test2",
-    "user1",
-    "administrator",
-    "sysadmin",
-    "backup",
-    "apache",
-    "nginx",
-    "odoo",
-    "vagrant",
-    "docker",
-    "ubnt",
-    "123456",
-    "www-data",
-    "alice",
-    "bob",
-    "esuser",
-    "gitlab-runner",
-    "student",
-    "demo",
-    "ftp",
-    "mother",
-    "operator",
-    "adm",
-    "testuser",
-    "bitnami",
+_BOT_DICTIONARY = (  # the usual dictionary of SSH bots
+    "admin user test ubuntu oracle postgres git guest ftpuser pi support deploy hadoop mysql www "
+    "jenkins ansible ec2-user centos debian dev devops minecraft steam nagios zabbix tomcat elastic "
+    "kafka solana sol validator node ts3 server test1 test2 user1 administrator sysadmin backup "
+    "apache nginx odoo vagrant docker ubnt 123456 www-data alice bob esuser gitlab-runner student "
+    "demo ftp mother operator adm testuser bitnami"
 )
-EXISTING_ACCOUNTS = frozenset(
-    {"root", "alice", "bob", "carol", "dave", "erin", "deploy", "backup", "www-data"}
-)
-HOSTILE_NAMES = (  # docs/log-injection.md section 1; sshd cuts a name at ':', so none has one
+ATTACKER_NAMES = tuple(_BOT_DICTIONARY.split())
+EXISTING_ACCOUNTS = frozenset({"root", "alice", "bob", "carol", "dave", "erin", "deploy", "backup", "www-data"})
+HOSTILE_NAMES = (  # shared/docs/log-injection.md section 1; sshd cuts a name at ':', so none has one
     "a 10.9.8.7 port 1",
     "x from 6.6.6.6 port 22 ssh2",
     "root 1.2.3.4 port 5 [preauth]",
@@ -447,9 +390,7 @@ class Scenarios:
         return f"{rng.choice(ATTACKER_NAMES)}{rng.randint(1, 2025)}"
 
     def _brute_end(self, conn: Conn, user: str, *, valid: bool, attempts: int) -> list[Item]:
-        remote = (
-            f"{'authenticating' if valid else 'invalid'} user {user} {conn.client}"  # sshd's log preamble
-        )
+        remote = f"{'authenticating' if valid else 'invalid'} user {user} {conn.client}"  # sshd's log preamble
         if attempts >= MAX_AUTH_TRIES:
             invalid = "" if valid else "invalid user "
             return [
@@ -491,9 +432,7 @@ class Scenarios:
         else:
             self.penalised.append(conn.addr)
             secs = self.rng.choice((20, 25, 30, 45, 60, 120))
-            line = (
-                f"srclimit_penalise: {net}: activating {conn.family} penalty of {secs} seconds for {reason}"
-            )
+            line = f"srclimit_penalise: {net}: activating {conn.family} penalty of {secs} seconds for {reason}"
         return (self.listener, line)
 
     def scanner(self) -> Scenario:
@@ -503,9 +442,7 @@ class Scenarios:
         kinds = ("kex_closed", "kex_reset", "banner", "negotiate", "timeout", "keyscan", "noid")
         kind = rng.choices(kinds, (30, 14, 14, 16, 6, 18, 2))[0]
         if kind == "noid":  # pre-8.0 wording, no longer written by OpenSSH 9.x; kept rare for parser coverage
-            return Scenario(
-                "scanner", [conn.line(f"Did not receive identification string from {conn.client}")]
-            )
+            return Scenario("scanner", [conn.line(f"Did not receive identification string from {conn.client}")])
         body = self._scanner_body(conn, kind)
         return Scenario("scanner", [*body[::-1], self.connection_from(conn, self.local_for(conn.addr))])
 
@@ -722,7 +659,7 @@ class Generator:
         self.rng = random.Random(opts.seed)
         self.scenarios = Scenarios(self.rng, opts)
         self.clock = Clock(opts.fmt, START)
-        self.next_cron = self.clock.now + 60_000_000
+        self.next_cron = (self.clock.now // 60_000_000 + 1) * 60_000_000  # cron runs on whole minutes
         self.active: list[Scenario] = []  # scenarios with a line ready now
         self.sleeping: list[tuple[int, int, Scenario]] = []  # (wake-up time, tie-breaker, scenario)
         self._seq = itertools.count()

@@ -59,7 +59,7 @@ def replay_stream(
     parse = parser.parse
     feed = engine.feed
     count = 0
-    for count, offset, text in iter_lines(stream):  # noqa: B007 - count is the total after the loop
+    for count, offset, text in iter_lines(stream):  # count is the total after the loop
         result = parse(text, name, count)
         if isinstance(result, Event):
             by_kind[result.kind] += 1

@@ -42,9 +42,7 @@ def anonymise(data: bytes, capture: rp.Capture) -> bytes:
 
 def package_version(name: str) -> str:
     """The installed Debian package version, or "?"."""
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True, check=False)
     return done.stdout.strip() or "?"
 
 
@@ -79,7 +77,7 @@ def readme_section(capture: rp.Capture, files: dict[str, Path]) -> str:
     release = debian.read_text().strip() if debian.exists() else "?"
     banner = next((r.output for r in capture.results if r.output.startswith("SSH-2.0-")), "?")
     names = "\n".join(
-        f"| `{planned.label}` | `{planned.hostile.name!r}` |"
+        f"| `{planned.label}` | `` {describe(planned.hostile.name)} `` |"
         for planned in capture.plan
         if planned.hostile is not None
     )
@@ -133,12 +131,8 @@ What sshd 9.2p1 does with hostile names (measured; see `tests/integration/realpa
 
 def main() -> int:
     """Capture, anonymise, write the corpus and the README section."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--out", type=Path, default=CORPUS_DIR, help=f"output directory (default {CORPUS_DIR})"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=CORPUS_DIR, help=f"output directory (default {CORPUS_DIR})")
     args = parser.parse_args()
     reason = rp.missing_requirements()
     if reason is not None:

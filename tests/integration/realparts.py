@@ -14,6 +14,7 @@ so that tests need nothing outside this repository.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -208,9 +209,7 @@ class Rsyslog:
         marker = f"bg-it-flush-{secrets.token_hex(6)}"
         self.send("bg-it-marker", marker)
         wait_until(
-            lambda: all(
-                marker.encode() in p.read_bytes() for p in (self.auth_log, self.trad_log) if p.exists()
-            ),
+            lambda: all(marker.encode() in p.read_bytes() for p in (self.auth_log, self.trad_log) if p.exists()),
             f"rsyslogd to write {marker}",
             timeout,
         )
@@ -248,13 +247,9 @@ def running_rsyslog(workdir: Path) -> Iterator[Rsyslog]:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(
-            lambda: rs.socket.exists() or rs.proc is None or rs.proc.poll() is not None, "rsyslogd socket"
-        )
+        wait_until(lambda: rs.socket.exists() or rs.proc is None or rs.proc.poll() is not None, "rsyslogd socket")
         if rs.proc.poll() is not None:
-            raise RuntimeError(
-                f"rsyslogd exited: {(workdir / 'rsyslogd.stderr').read_text(errors='replace')}"
-            )
+            raise RuntimeError(f"rsyslogd exited: {(workdir / 'rsyslogd.stderr').read_text(errors='replace')}")
         yield rs
     finally:
         stop_process(rs.proc)
@@ -333,9 +328,7 @@ def _start_listening(server: Sshd, workdir: Path, rs: Rsyslog, errlog: Path) -> 
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     server.proc = proc
     try:
-        wait_until(
-            lambda: is_listening(server.port) or proc.poll() is not None, f"sshd {server.name} to listen"
-        )
+        wait_until(lambda: is_listening(server.port) or proc.poll() is not None, f"sshd {server.name} to listen")
     except BaseException:
         stop_process(proc)
         raise
@@ -404,9 +397,7 @@ def _retry_passwd_tool(argv: Sequence[str]) -> None:
         if done.returncode == 0:
             return
         if done.returncode != 10:
-            raise RuntimeError(
-                f"{argv[0]} failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
-            )
+            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
         time.sleep(0.1)
     raise RuntimeError(f"{argv[0]}: /etc/passwd stayed locked")
 
@@ -418,9 +409,7 @@ def temp_user(workdir: Path, name: str | None = None) -> Iterator[TempUser]:
     homes = workdir / "home"
     homes.mkdir(mode=0o755, exist_ok=True)
     home = homes / name
-    _retry_passwd_tool(
-        ["useradd", "-m", "-d", str(home), "-s", "/bin/sh", "-K", "MAIL_DIR=/nonexistent", name]
-    )
+    _retry_passwd_tool(["useradd", "-m", "-d", str(home), "-s", "/bin/sh", "-K", "MAIL_DIR=/nonexistent", name])
     try:
         _retry_passwd_tool(["usermod", "-p", "*", name])
         key = workdir / f"{name}_ed25519"
@@ -429,9 +418,7 @@ def temp_user(workdir: Path, name: str | None = None) -> Iterator[TempUser]:
             check=True,
             capture_output=True,
         )
-        listing = subprocess.run(
-            ["ssh-keygen", "-l", "-f", str(key)], check=True, capture_output=True, text=True
-        )
+        listing = subprocess.run(["ssh-keygen", "-l", "-f", str(key)], check=True, capture_output=True, text=True)
         fingerprint = listing.stdout.split()[1]
         ssh_dir = home / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -494,9 +481,7 @@ def _client_config(workdir: Path, user: str) -> Path:
 def _run_client(label: str, server: Sshd, argv: Sequence[str], timeout: float = 30.0) -> ClientResult:
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-        )
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
         rc, out = done.returncode, (done.stdout + done.stderr).decode(errors="replace")
     except subprocess.TimeoutExpired:
         rc, out = -1, "timeout"
@@ -635,8 +620,11 @@ class Capture:
 # Measured on OpenSSH 9.2p1 (Debian 1:9.2p1-2+deb12u10) through rsyslog 8.2302.0, LogLevel VERBOSE:
 # - every syslog message is cut at exactly SYSLOG_MSG_LIMIT = 500 characters (log.c: syslog("%.500s")),
 #   after escaping; `sshd -E FILE` has no such cut. The cut drops the real "ADDR port N [preauth]" suffix.
-# - "Invalid user %.100s", "Failed password for [invalid user ]%.100s", "error: maximum authentication
-#   attempts exceeded for ... %.100s" keep at most 100 bytes of the name: never cut (<= 464 characters).
+# - "Invalid user %.100s", "Failed password for [invalid user ]%.100s" (logged by the monitor, escaped
+#   once) keep at most 100 bytes of the name: never cut (<= 464 characters).
+# - "error: maximum authentication attempts exceeded for invalid user %.100s from ADDR port N ssh2
+#   [preauth]" is escaped twice and does reach 500 with 100 control bytes (seen: cut inside the name, or
+#   cut after "... port N ssh2 [pr"); the 100-byte cap leaves too little room to end it with a whole decoy.
 # - preauth lines naming the user ("Connection closed by invalid user NAME ADDR port N [preauth]",
 #   "Disconnecting invalid user NAME ADDR port N: Too many authentication failures [preauth]") format
 #   "%.200s" of "invalid user NAME" (so at most 187 bytes of name) and are escaped TWICE (child, then
@@ -800,9 +788,7 @@ def plan_attempts(workdir: Path, servers: dict[str, Sshd], user: TempUser) -> li
     def password(server: Sshd, hostile: Hostile) -> None:
         label = f"{server.name}:{hostile.label}"
         plan.append(
-            Planned(
-                label, server.name, lambda: password_attempt(workdir, server, hostile.name, label), hostile
-            )
+            Planned(label, server.name, lambda: password_attempt(workdir, server, hostile.name, label), hostile)
         )
 
     def other(server: Sshd, label: str, run: Callable[[str], ClientResult]) -> None:
@@ -827,7 +813,7 @@ def plan_attempts(workdir: Path, servers: dict[str, Sshd], user: TempUser) -> li
     other(nopam, "publickey-success", lambda lb: pubkey_login(nopam, user, lb))
     other(nopam, "weak-kex", lambda lb: weak_kex_attempt(nopam, lb))
     for label, chunks in RAW_SESSIONS:
-        other(nopam, label, lambda lb, chunks=chunks: raw_session(nopam, lb, chunks))
+        other(nopam, label, functools.partial(raw_session, nopam, chunks=chunks))
     return plan
 
 
@@ -844,9 +830,7 @@ def listening_logged(log: Path, server: Sshd) -> bool:
     return log.exists() and f"Server listening on {LOOPBACK} port {server.port}.".encode() in log.read_bytes()
 
 
-def run_scenario(
-    rs: Rsyslog, servers: dict[str, Sshd], user: TempUser, keep: Path, workers: int = 16
-) -> Capture:
+def run_scenario(rs: Rsyslog, servers: dict[str, Sshd], user: TempUser, keep: Path, workers: int = 16) -> Capture:
     """Run every planned client action in parallel, wait until all lines are written, snapshot both logs.
 
     Returns once every connection has been logged and has ended and rsyslogd has written everything

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 
 from bastion_guard.events import Event, Kind, Outcome
+from bastion_guard.parsing.addresses import split_client
 from bastion_guard.parsing.common import event
 from bastion_guard.parsing.context import ConnectionContext
 from bastion_guard.parsing.envelope import Envelope
-from bastion_guard.parsing.addresses import split_client
 from bastion_guard.parsing.status import LineStatus
 
 _RECORD = re.compile(

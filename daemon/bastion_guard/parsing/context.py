@@ -31,7 +31,10 @@ class ConnectionContext:
             return
         entries = self._by_process
         key = (host, pid)
-        if key in entries:
+        previous = entries.get(key)
+        if previous is not None:
+            if port is None and previous[0] == ip:
+                port = previous[1]  # pam_unix's rhost= has no port: keep the one sshd logged before
             del entries[key]  # re-insert at the young end
         elif len(entries) >= self._capacity:
             del entries[next(iter(entries))]

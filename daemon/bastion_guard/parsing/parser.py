@@ -48,11 +48,12 @@ class LineParser:
     time of lines that carry none (``sshd -E`` output, journal short format).
     """
 
-    __slots__ = ("_context", "_envelopes", "_times")
+    __slots__ = ("_context", "_envelopes", "_read", "_times")
 
     def __init__(self, reference: float, zone: tzinfo | None = None) -> None:
         self._times = TimestampReader(reference, zone)
         self._envelopes = EnvelopeReader(self._times)
+        self._read = self._envelopes.read  # bound once: parse() runs for every line
         self._context = ConnectionContext()
 
     def advance_clock(self, epoch: float) -> None:
@@ -63,17 +64,17 @@ class LineParser:
         """Parse one line (without its newline) into an :class:`Event` or the reason there is none."""
         if len(line) > MAX_LINE_CHARS:
             return LineStatus.OVERSIZED
-        envelope = self._envelopes.read(line, source, position)
+        envelope = self._read(line, source, position)
         if envelope is None:
             if line.startswith("type="):
                 return parse_audit(line, source, position, self._context)
             # Not syslog: perhaps a bare "sshd -E" line. Anything else is a format we do not know.
             result = parse_sshd(self._envelopes.bare(line, source, position), self._context)
             return LineStatus.MALFORMED if result is LineStatus.UNMATCHED else result
-        program = PROGRAMS.get(envelope.program)
+        program = PROGRAMS.get(envelope[3])  # envelope.program; index access skips the descriptor
         if program is None:
             return LineStatus.OTHER_PROGRAM
-        if envelope.message.startswith("message repeated "):
+        if envelope[5].startswith("message repeated "):  # envelope.message
             return self._repeated(envelope, program)
         return program(envelope, self._context)
 

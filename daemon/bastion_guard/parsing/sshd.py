@@ -14,14 +14,15 @@ Lines are dispatched on their first word, so each line is tried against a handfu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from bastion_guard.events import Kind, Outcome
 from bastion_guard.parsing.common import (
+    Builder,
     Message,
     Result,
     attribute,
     event,
-    match_first,
     noise,
     user_is_trustworthy,
 )
@@ -297,7 +298,9 @@ SSHD_MESSAGES: dict[str, tuple[Message, ...]] = {
             _closed,
         ),
         Message(
-            _compile(r"Connection (?P<how>closed|reset) by (?P<state>)(?P<user>)(?P<addr>\S+?)(?: port (?P<port>\d+))?"),
+            _compile(
+                r"Connection (?P<how>closed|reset) by (?P<state>)(?P<user>)(?P<addr>\S+?)(?: port (?P<port>\d+))?"
+            ),
             _closed,
         ),
     ),
@@ -425,32 +428,47 @@ SSHD_MESSAGES: dict[str, tuple[Message, ...]] = {
 
 # Prefixes sshd puts before a message depending on its log level and where it is logged from.
 _LEVEL_PREFIXES = ("error: ", "fatal: ", "warning: ", "debug1: ")
+_LEVEL_HEADS = frozenset(prefix[:-1] for prefix in _LEVEL_PREFIXES)
 _PREAUTH = " [preauth]"
 _KERNEL_STAMP = re.compile(r"kernel: ?\[ *\d+\.\d+\]:? ")
 
 
 def parse_sshd(env: Envelope, ctx: ConnectionContext) -> Result:
     """Turn one sshd message into an event or a :class:`LineStatus`."""
-    body = env.message
-    if body[:6] in ("error:", "fatal:", "warnin", "debug1") and body.startswith(_LEVEL_PREFIXES):
-        body = body[body.index(" ") + 1 :]
+    body = env[5]  # env.message; index access skips the NamedTuple descriptor
+    # The first word is computed once. It is also the head after " [preauth]" is cut: that suffix starts
+    # with a space, so cutting it never moves the first space (a body that is just "X [preauth]" has
+    # head "X" either way).
+    space = body.find(" ")
+    if space > 0 and body[:space] in _LEVEL_HEADS:  # "error: MSG" and friends: the level goes
+        body = body[space + 1 :]
+        space = body.find(" ")
     elif body.startswith("kernel:"):
         # journald sometimes glues a kernel ring-buffer stamp in front: "kernel:[  970.69]: Failed ..."
         stamp = _KERNEL_STAMP.match(body)
         if stamp is not None:
             body = body[stamp.end() :]
+            space = body.find(" ")
+    head = body if space < 0 else body[:space]
     preauth = body.endswith(_PREAUTH)
     if preauth:
         body = body[: -len(_PREAUTH)]
-    space = body.find(" ")
-    head = body if space < 0 else body[:space]
-    candidates = SSHD_MESSAGES.get(head)
-    if candidates is not None:
-        result = match_first(candidates, body, env, preauth, ctx)
-        if result is not None:
-            return result
-    elif head.startswith("pam_") or head.startswith("PAM") or head == "(pam_unix)":
-        result = match_first(PAM_MESSAGES, body, env, preauth, ctx)
-        if result is not None:
-            return result
+    candidates = _DISPATCH.get(head)
+    if candidates is None:
+        if not (head.startswith(("pam_", "PAM")) or head == "(pam_unix)"):
+            return LineStatus.UNMATCHED
+        candidates = _PAM_DISPATCH
+    # match_first() inlined: builders never return None, so the first full match decides.
+    for fullmatch, build in candidates:
+        match = fullmatch(body)
+        if match is not None:
+            return build(match, env, preauth, ctx)
     return LineStatus.UNMATCHED
+
+
+# The tables above as (bound fullmatch, builder) pairs: saves two attribute lookups per candidate tried.
+_DISPATCH: dict[str, tuple[tuple[Callable[[str], re.Match[str] | None], Builder], ...]] = {
+    head: tuple((message.regex.fullmatch, message.build) for message in messages)
+    for head, messages in SSHD_MESSAGES.items()
+}
+_PAM_DISPATCH = tuple((message.regex.fullmatch, message.build) for message in PAM_MESSAGES)

@@ -20,8 +20,9 @@ _MONTHS = {
 }
 _FUTURE_TOLERANCE = timedelta(days=2).total_seconds()
 _CACHE_LIMIT = 1 << 15
-# 10 ** n for the fraction digits a stamp may carry (1..9); the same ints ``10 ** len(fraction)`` yields.
-_FRACTION_SCALE = tuple(10**n for n in range(10))
+# 10 ** n for the fraction digits a stamp may carry (the envelope regexes allow 1..9): the same ints
+# ``10 ** len(fraction)`` yields, without computing a power per line.
+FRACTION_SCALE = tuple(10**n for n in range(10))
 
 
 class TimestampReader:
@@ -31,15 +32,13 @@ class TimestampReader:
     ``reference`` is the epoch that year inference works against.
     """
 
-    __slots__ = ("_iso_cache", "_raw_cache", "_reference", "_trad_cache", "_zone")
+    __slots__ = ("_iso_cache", "_reference", "_trad_cache", "_zone")
 
     def __init__(self, reference: float, zone: tzinfo | None = None) -> None:
         self._reference = reference
         self._zone = zone
         self._trad_cache: dict[str, tuple[float, int] | None] = {}
         self._iso_cache: dict[str, tuple[float, int] | None] = {}
-        # RFC 3339 envelope stamps keyed by their text as written (seconds + offset, un-normalised).
-        self._raw_cache: dict[str, tuple[float, int] | None] = {}
 
     @property
     def reference(self) -> float:
@@ -79,26 +78,33 @@ class TimestampReader:
             cache[key] = base
         if base is None or not fraction:
             return base
-        return base[0] + int(fraction) / _FRACTION_SCALE[len(fraction)], base[1]
+        return base[0] + int(fraction) / 10 ** len(fraction), base[1]
 
-    def rfc3339(self, seconds: str, fraction: str | None, offset: str | None) -> tuple[float, int] | None:
-        """Like :meth:`iso` for the envelope's groups as matched: ``T`` or space, offset ``+0000`` or absent.
+    def rfc3339(self, seconds: str, offset: str | None) -> tuple[float, int] | None:
+        """The whole-second part of an RFC 3339 envelope stamp, from its groups as matched.
 
-        The hot path: one dict lookup on the stamp text as written, so the normalisation (space to
-        ``T``, ``+0000`` to ``+00:00``, missing offset to ``Z``) runs once per distinct second.
+        ``seconds`` has ``T`` or a space in the middle; ``offset`` is ``Z``, ``+00:00``, ``+0000`` or
+        absent (UTC). The caller adds the fraction (``int(fraction) / FRACTION_SCALE[len(fraction)]``)
+        and caches the result per stamp text: a busy log repeats each second a few times, and a new
+        second goes through the per-minute path of :meth:`_second`, so ``datetime`` parsing runs about
+        once a minute.
         """
-        key = seconds + offset if offset else seconds
-        cache = self._raw_cache
-        try:
-            base = cache[key]
-        except KeyError:
-            base = self.iso(seconds.replace(" ", "T"), None, _colon_offset(offset or "Z"))
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[key] = base
-        if base is None or not fraction:
-            return base
-        return base[0] + int(fraction) / _FRACTION_SCALE[len(fraction)], base[1]
+        return self._second(seconds.replace(" ", "T"), _colon_offset(offset or "Z"))
+
+    def _second(self, seconds: str, offset: str) -> tuple[float, int] | None:
+        """``("2026-11-28T20:02:18", "+00:00")`` via the start of its minute; exactly :func:`_parse_iso`.
+
+        Whole-second epochs are integral floats, so minute + seconds is the same float a full parse
+        gives. ``seconds`` is ``YYYY-MM-DDTHH:MM:SS`` (the envelope regex guarantees the shape); a
+        seconds field past 59 is left to the full parse, which rejects it as before.
+        """
+        second = int(seconds[17:])
+        if second > 59:
+            return self.iso(seconds, None, offset)
+        minute = self.iso(seconds[:17] + "00", None, offset)
+        if minute is None:
+            return None
+        return minute[0] + second, minute[1]
 
     def _infer_year(self, month: str, day: str, clock: str) -> tuple[float, int] | None:
         month_number = _MONTHS.get(month)
@@ -111,14 +117,13 @@ class TimestampReader:
             return None
         reference_year = datetime.fromtimestamp(self._reference, UTC).year
         for year in (reference_year + 1, reference_year, reference_year - 1):
-            stamp = self._to_epoch(year, month_number, day_number, hour, minute, second)
+            stamp = self._to_epoch((year, month_number, day_number, hour, minute, second))
             if stamp is not None and stamp[0] <= self._reference + _FUTURE_TOLERANCE:
                 return stamp
         return None
 
-    def _to_epoch(
-        self, year: int, month: int, day: int, hour: int, minute: int, second: int
-    ) -> tuple[float, int] | None:
+    def _to_epoch(self, fields: tuple[int, int, int, int, int, int]) -> tuple[float, int] | None:
+        year, month, day, hour, minute, second = fields
         try:
             if self._zone is not None:
                 aware = datetime(year, month, day, hour, minute, second, tzinfo=self._zone)

@@ -46,9 +46,25 @@ class _Rule:
     stride: int
     networks: NetworkSet | None
     outside: NetworkSet | None
+    users: frozenset[str] | None = None  # spec.matcher.users, hoisted for the hot path
+    bans: bool = False  # spec.action is Action.BAN, hoisted for the hot path
+    filtered: bool = False  # any of users / networks / outside is set
     windows: dict[str, list[object]] = field(default_factory=dict)
     distinct: dict[str, dict[str, tuple[float, int, int]]] = field(default_factory=dict)
     stats: RuleStats = field(default_factory=RuleStats)
+
+
+def _passes_filters(rule: _Rule, event: Event) -> bool:
+    """The optional user and network conditions of a rule's ``match``."""
+    users = rule.users
+    if users is not None and event.user not in users:
+        return False
+    ip = event.ip
+    networks = rule.networks
+    if networks is not None and (ip is None or not networks.contains(ip)):
+        return False
+    outside = rule.outside
+    return outside is None or (ip is not None and not outside.contains(ip))
 
 
 class Engine:
@@ -102,14 +118,16 @@ class Engine:
         epoch = event.epoch
         if epoch >= self._next_sweep:
             self.sweep(epoch)
-        if event.kind is Kind.AUTH_SUCCESS and self._resetting:
+        kind = event.kind
+        if kind is Kind.AUTH_SUCCESS and self._resetting:
             self._reset(event)
-        rules = self._by_kind.get(event.kind)
+        rules = self._by_kind.get(kind)
         if rules is None:
             return _NO_DECISIONS
         decisions: list[Decision] | None = None
+        count = self._count
         for rule in rules:
-            decision = self._count(rule, event)
+            decision = count(rule, event)
             if decision is not None:
                 if decisions is None:
                     decisions = []
@@ -128,7 +146,9 @@ class Engine:
             for key in stale:
                 del windows[key]
             distinct = rule.distinct
-            stale = [key for key, users in distinct.items() if max(v[0] for v in users.values()) < cutoff]
+            # max() over the (epoch, source, position) tuples themselves: the newest tuple carries the
+            # newest epoch, and the comparison runs in C instead of a generator per key.
+            stale = [key for key, users in distinct.items() if max(users.values())[0] < cutoff]
             for key in stale:
                 del distinct[key]
             self._enforce_cap(rule)
@@ -139,37 +159,42 @@ class Engine:
     # --- counting -------------------------------------------------------------------------------------
 
     def _count(self, rule: _Rule, event: Event) -> Decision | None:
+        # Hot path (every counted event): spec values and event fields are read once into locals.
         spec = rule.spec
-        matcher = spec.matcher
-        if matcher.users is not None and event.user not in matcher.users:
-            return None
-        if rule.networks is not None and (event.ip is None or not rule.networks.contains(event.ip)):
-            return None
-        if rule.outside is not None and (event.ip is None or rule.outside.contains(event.ip)):
+        if rule.filtered and not _passes_filters(rule, event):
             return None
         key = rule.key_of(event)
         if key is None:
             return None
         rule.stats.events += 1
-        expires = self._active.get(key)
+        active = self._active
+        expires = active.get(key)
         epoch = event.epoch
-        if expires is not None and spec.action is Action.BAN:
+        if expires is not None and rule.bans:
             if epoch < expires:
                 rule.stats.while_banned += 1
                 return None
-            del self._active[key]
+            del active[key]
         source = self._source_index(event.source)
         if spec.count_mode is CountMode.DISTINCT_USERS:
             return self._count_distinct(rule, key, event, source)
+        return self._count_window(rule, key, event, source)
+
+    def _count_window(self, rule: _Rule, key: str, event: Event, source: int) -> Decision | None:
+        """Sliding window of the last ``count`` entries of ``key``; decide when it is full."""
+        spec = rule.spec
+        count_mode = spec.count_mode
+        epoch = event.epoch
         windows = rule.windows
         entries = windows.get(key)
+        pid = event.pid
         if entries is None:
             entries = windows[key] = []
-        elif spec.count_mode is CountMode.CONNECTIONS and event.pid is not None and entries[-1] == event.pid:
+        elif count_mode is CountMode.CONNECTIONS and pid is not None and entries[-1] == pid:
             return None  # another line of a connection already counted
         stride = rule.stride
         if stride == 4:
-            entries += (epoch, source, event.position, event.pid)
+            entries += (epoch, source, event.position, pid)
         else:
             entries += (epoch, source, event.position)
         cutoff = epoch - spec.window_secs
@@ -282,6 +307,9 @@ class Engine:
             stride=4 if spec.count_mode is CountMode.CONNECTIONS else 3,
             networks=NetworkSet(networks) if networks else None,
             outside=NetworkSet(outside) if outside else None,
+            users=matcher.users,
+            bans=spec.action is Action.BAN,
+            filtered=bool(matcher.users is not None or networks or outside),
         )
 
     def _key_function(self, spec: RuleSpec) -> Callable[[Event], str | None]:
@@ -333,4 +361,4 @@ class Engine:
         for table in (rule.windows, rule.distinct):
             if len(table) > self._max_keys:
                 for key in list(table)[: len(table) // 10]:
-                    del table[key]  # type: ignore[attr-defined]
+                    del table[key]
