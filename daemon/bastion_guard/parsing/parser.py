@@ -78,6 +78,32 @@ class LineParser:
             return self._repeated(envelope, program)
         return program(envelope, self._context)
 
+    def parse_record(
+        self,
+        program: str,
+        message: str,
+        *,
+        epoch: float,
+        host: str | None = None,
+        pid: int | None = None,
+        source: str = "",
+        position: int = 0,
+    ) -> Event | LineStatus:
+        """Parse a message whose envelope arrived as structured fields (a journal entry).
+
+        ``program`` should come from a field the sender cannot forge (the journal's ``_COMM``), not from
+        the syslog identifier any local user can set with ``logger -t sshd``.
+        """
+        if len(message) > MAX_LINE_CHARS:
+            return LineStatus.OVERSIZED
+        handler = PROGRAMS.get(program)
+        if handler is None:
+            return LineStatus.OTHER_PROGRAM
+        envelope = Envelope(epoch, 0, host, program, pid, message, message, source, position)
+        if message.startswith("message repeated "):
+            return self._repeated(envelope, handler)
+        return handler(envelope, self._context)
+
     def _repeated(self, envelope: Envelope, program: ProgramParser) -> Event | LineStatus:
         """rsyslog folds identical lines into "message repeated N times: [ MSG]": N attempts, one line."""
         match = _REPEATED.fullmatch(envelope.message)
