@@ -20,6 +20,7 @@ from bastion_guard.durations import format_duration
 from bastion_guard.events import Event, Kind, Outcome
 from bastion_guard.rules.allowlist import ALWAYS_ALLOWED, NetworkSet
 from bastion_guard.rules.spec import Action, CountMode, KeyBy, RuleSet, RuleSpec, Source
+from bastion_guard.rules.window import Window, distinct_values, evidence, new_window, pack, trim, user_hash
 
 _NO_DECISIONS: tuple[Decision, ...] = ()
 _SWEEP_INTERVAL_SECS = 60.0
@@ -49,8 +50,8 @@ class _Rule:
     users: frozenset[str] | None = None  # spec.matcher.users, hoisted for the hot path
     bans: bool = False  # spec.action is Action.BAN, hoisted for the hot path
     filtered: bool = False  # any of users / networks / outside is set
-    windows: dict[str, list[object]] = field(default_factory=dict)
-    distinct: dict[str, dict[str, tuple[float, int, int]]] = field(default_factory=dict)
+    windows: dict[str, Window] = field(default_factory=dict)
+    quiet: dict[str, float] = field(default_factory=dict)  # alert rules: key -> silent until (event time)
     stats: RuleStats = field(default_factory=RuleStats)
 
 
@@ -107,7 +108,7 @@ class Engine:
     @property
     def tracked_keys(self) -> int:
         """How many keys all rules are counting right now."""
-        return sum(len(rule.windows) + len(rule.distinct) for rule in self._rules)
+        return sum(len(rule.windows) for rule in self._rules)
 
     def active_bans(self) -> dict[str, float]:
         """Targets banned by this engine and their expiry (event time)."""
@@ -142,15 +143,12 @@ class Engine:
         for rule in self._rules:
             cutoff = now - rule.spec.window_secs
             windows = rule.windows
-            stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]  # type: ignore[operator]
+            stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]
             for key in stale:
                 del windows[key]
-            distinct = rule.distinct
-            # max() over the (epoch, source, position) tuples themselves: the newest tuple carries the
-            # newest epoch, and the comparison runs in C instead of a generator per key.
-            stale = [key for key, users in distinct.items() if max(users.values())[0] < cutoff]
-            for key in stale:
-                del distinct[key]
+            quiet = rule.quiet
+            for key in [key for key, until in quiet.items() if until <= now]:
+                del quiet[key]
             self._enforce_cap(rule)
         expired = [target for target, expires in self._active.items() if expires <= now]
         for target in expired:
@@ -159,72 +157,55 @@ class Engine:
     # --- counting -------------------------------------------------------------------------------------
 
     def _count(self, rule: _Rule, event: Event) -> Decision | None:
-        # Hot path (every counted event): spec values and event fields are read once into locals.
-        spec = rule.spec
+        # Hot path (every counted event): cheap checks first, the window last.
         if rule.filtered and not _passes_filters(rule, event):
             return None
         key = rule.key_of(event)
         if key is None:
             return None
         rule.stats.events += 1
-        active = self._active
-        expires = active.get(key)
-        epoch = event.epoch
-        if expires is not None and rule.bans:
-            if epoch < expires:
+        # A banned key cannot be banned again, and an alert does not repeat within its window: both are
+        # skipped until then (in replay the events still arrive; live, the firewall drops them).
+        silenced = self._active if rule.bans else rule.quiet
+        until = silenced.get(key)
+        if until is not None:
+            if event.epoch < until:
                 rule.stats.while_banned += 1
                 return None
-            del active[key]
-        source = self._source_index(event.source)
-        if spec.count_mode is CountMode.DISTINCT_USERS:
-            return self._count_distinct(rule, key, event, source)
-        return self._count_window(rule, key, event, source)
+            del silenced[key]
+        reference = pack(event.position, self._source_index(event.source))
+        return self._count_window(rule, key, event, reference)
 
-    def _count_window(self, rule: _Rule, key: str, event: Event, source: int) -> Decision | None:
-        """Sliding window of the last ``count`` entries of ``key``; decide when it is full."""
+    def _count_window(self, rule: _Rule, key: str, event: Event, reference: float) -> Decision | None:
+        """Add ``event`` to the window of ``key``; decide when the window holds ``count`` of them."""
         spec = rule.spec
-        count_mode = spec.count_mode
+        mode = spec.count_mode
         epoch = event.epoch
-        windows = rule.windows
-        entries = windows.get(key)
-        pid = event.pid
-        if entries is None:
-            entries = windows[key] = []
-        elif count_mode is CountMode.CONNECTIONS and pid is not None and entries[-1] == pid:
-            return None  # another line of a connection already counted
-        stride = rule.stride
-        if stride == 4:
-            entries += (epoch, source, event.position, pid)
+        if mode is CountMode.EVENTS:
+            entry: tuple[float, ...] = (epoch, reference)
+        elif mode is CountMode.CONNECTIONS:
+            entry = (epoch, reference, -1.0 if event.pid is None else float(event.pid))
         else:
-            entries += (epoch, source, event.position)
-        cutoff = epoch - spec.window_secs
-        while entries[0] < cutoff:  # type: ignore[operator]
-            del entries[:stride]
-        repeat = event.repeat
-        if len(entries) // stride + repeat - 1 < spec.count:
+            entry = (epoch, reference, user_hash(event.user))
+        windows = rule.windows
+        window = windows.get(key)
+        stride = rule.stride
+        if window is None:
+            window = windows[key] = new_window(entry)
+        else:
+            if mode is CountMode.CONNECTIONS and event.pid is not None and window[-1] == entry[2]:
+                return None  # another line of a connection that already counted
+            if mode is CountMode.DISTINCT_USERS:
+                _forget_user(window, entry[2])
+            window.extend(entry)
+            trim(window, stride, epoch - spec.window_secs)
+        entries = len(window) // stride
+        reached = distinct_values(window, stride, 2) if mode is CountMode.DISTINCT_USERS else entries
+        if reached + event.repeat - 1 < spec.count:
             return None
         del windows[key]
-        evidence = tuple(
-            Evidence(entries[i], self._source_names[entries[i + 1]], entries[i + 2])  # type: ignore[arg-type, call-overload]
-            for i in range(0, len(entries), stride)
-        )
-        return self._decide(rule, key, event, len(evidence) + repeat - 1, evidence)
-
-    def _count_distinct(self, rule: _Rule, key: str, event: Event, source: int) -> Decision | None:
-        spec = rule.spec
-        users = rule.distinct.setdefault(key, {})
-        cutoff = event.epoch - spec.window_secs
-        for name in [name for name, seen in users.items() if seen[0] < cutoff]:
-            del users[name]
-        users[event.user or ""] = (event.epoch, source, event.position)
-        if len(users) < spec.count:
-            return None
-        del rule.distinct[key]
-        evidence = tuple(
-            Evidence(epoch, self._source_names[index], position)
-            for epoch, index, position in sorted(users.values())
-        )
-        return self._decide(rule, key, event, len(evidence), evidence)
+        found = evidence(window, stride, self._source_names)
+        return self._decide(rule, key, event, reached + event.repeat - 1, found)
 
     def _count_ban(self, ban: Decision) -> list[Decision]:
         """Feed a ban to the recidive rules (rules with ``source: bans``)."""
@@ -239,27 +220,26 @@ class Engine:
                 ban.epoch, 0, None, "bastion-guard", None, Kind.AUTH_FAILURE, Outcome.FAILURE,
                 ban.target, None, ban.user, source=f"ban:{ban.rule}", position=0,
             )
-            entries = rule.windows.setdefault(ban.target, [])
-            entries += (ban.epoch, self._source_index(synthetic.source), 0)
-            cutoff = ban.epoch - rule.spec.window_secs
-            while entries[0] < cutoff:  # type: ignore[operator]
-                del entries[:3]
+            reference = pack(0, self._source_index(synthetic.source))
+            window = rule.windows.get(ban.target)
+            if window is None:
+                window = rule.windows[ban.target] = new_window((ban.epoch, reference))
+            else:
+                window.extend((ban.epoch, reference))
+                trim(window, 2, ban.epoch - rule.spec.window_secs)
             rule.stats.events += 1
-            if len(entries) // 3 < rule.spec.count:
+            if len(window) // 2 < rule.spec.count:
                 continue
             del rule.windows[ban.target]
-            evidence = tuple(
-                Evidence(entries[i], self._source_names[entries[i + 1]], 0)  # type: ignore[arg-type, call-overload]
-                for i in range(0, len(entries), 3)
-            )
+            found = evidence(window, 2, self._source_names)
             self._active.pop(ban.target, None)  # the longer recidive ban replaces the shorter one
-            decision = self._decide(rule, ban.target, synthetic, len(evidence), evidence)
+            decision = self._decide(rule, ban.target, synthetic, len(found), found)
             if decision is not None:
                 decisions.append(decision)
         return decisions
 
     def _decide(
-        self, rule: _Rule, key: str, event: Event, count: int, evidence: tuple[Evidence, ...]
+        self, rule: _Rule, key: str, event: Event, count: int, found: tuple[Evidence, ...]
     ) -> Decision | None:
         spec = rule.spec
         target = key if spec.key is not KeyBy.IP_USER else key.split(" ", 1)[0]
@@ -270,8 +250,10 @@ class Engine:
         what = f"{count} x {'/'.join(sorted(kind.value for kind in spec.matcher.kinds)) or 'bans'}"
         window = f" within {format_duration(spec.window_secs)}" if spec.window_secs else ""
         if spec.action is Action.ALERT or spec.ban is None:
+            if spec.window_secs:
+                rule.quiet[key] = event.epoch + spec.window_secs
             return Decision(
-                Verdict.ALERT, spec.name, target, event.epoch, None, count, 0, what + window, evidence,
+                Verdict.ALERT, spec.name, target, event.epoch, None, count, 0, what + window, found,
                 user=event.user,
             )
         history_key = (spec.name, target)
@@ -284,7 +266,7 @@ class Engine:
         self._active[target] = max(self._active.get(target, 0.0), event.epoch + duration)
         reason = what + window + (f"; offence {offence}" if offence > 1 else "")
         return Decision(
-            Verdict.BAN, spec.name, target, event.epoch, duration, count, offence, reason, evidence,
+            Verdict.BAN, spec.name, target, event.epoch, duration, count, offence, reason, found,
             user=event.user,
         )
 
@@ -293,7 +275,6 @@ class Engine:
             key = rule.key_of(event)
             if key is not None:
                 rule.windows.pop(key, None)
-                rule.distinct.pop(key, None)
 
     # --- compilation and helpers ------------------------------------------------------------------------
 
@@ -304,7 +285,7 @@ class Engine:
         return _Rule(
             spec=spec,
             key_of=self._key_function(spec),
-            stride=4 if spec.count_mode is CountMode.CONNECTIONS else 3,
+            stride=2 if spec.count_mode is CountMode.EVENTS else 3,
             networks=NetworkSet(networks) if networks else None,
             outside=NetworkSet(outside) if outside else None,
             users=matcher.users,
@@ -358,7 +339,15 @@ class Engine:
 
     def _enforce_cap(self, rule: _Rule) -> None:
         """Keep memory bounded under any input: past ``max_keys``, forget the oldest tenth."""
-        for table in (rule.windows, rule.distinct):
-            if len(table) > self._max_keys:
-                for key in list(table)[: len(table) // 10]:
-                    del table[key]
+        table = rule.windows
+        if len(table) > self._max_keys:
+            for key in list(table)[: len(table) // 10]:
+                del table[key]
+
+
+def _forget_user(window: Window, name_hash: float) -> None:
+    """Drop an earlier entry of the same user, so each name counts once and its newest line is kept."""
+    for index in range(0, len(window), 3):
+        if window[index + 2] == name_hash:
+            del window[index : index + 3]
+            return
