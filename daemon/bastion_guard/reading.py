@@ -26,10 +26,46 @@ def iter_lines(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[SourceL
     """
     number = 0
     offset = 0
-    pending = b""
     # SourceLine(...) runs a generated Python-level __new__; tuple.__new__ builds the same object
     # without that extra frame, which is measurable at a million lines.
     new = tuple.__new__
+    for block, complete in _blocks(stream, chunk_bytes):
+        if block.isascii():
+            # Fast path: ASCII text decodes in one call, characters are bytes (so offsets stay byte
+            # offsets), and b"\n" splits exactly where "\n" does. Same lines as decode() per piece.
+            for text in block.decode("ascii").split("\n"):
+                number += 1
+                yield new(SourceLine, (number, offset, text[:-1] if text.endswith("\r") else text))
+                offset += len(text) + 1
+            continue
+        for piece in block.split(b"\n") if complete else (block,):
+            number += 1
+            yield new(SourceLine, (number, offset, decode(piece)))
+            offset += len(piece) + 1
+
+
+def iter_batches(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[tuple[int, list[str]]]:
+    """The texts :func:`iter_lines` yields, a chunk's worth at a time: ``(byte offset after, texts)``.
+
+    For loops that need neither line numbers nor offsets per line (a replay counts lines itself): no
+    generator step and no tuple per line.
+    """
+    offset = 0
+    for block, complete in _blocks(stream, chunk_bytes):
+        offset += len(block) + complete
+        if block.isascii():  # as in iter_lines(); a chunk without a CR needs no per-line check
+            texts = block.decode("ascii").split("\n")
+            if b"\r" in block:
+                texts = [text[:-1] if text.endswith("\r") else text for text in texts]
+            yield offset, texts
+        else:
+            yield offset, [decode(piece) for piece in (block.split(b"\n") if complete else (block,))]
+
+
+def _blocks(stream: BinaryIO, chunk_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """Runs of whole lines, each without its last newline, and ``True``; then an unterminated tail and
+    ``False``. The one place that decides where lines end."""
+    pending = b""
     while True:
         chunk = stream.read(chunk_bytes)
         if not chunk:
@@ -37,23 +73,10 @@ def iter_lines(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[SourceL
         data = pending + chunk if pending else chunk
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
-        if not cut:
-            continue
-        complete = data[:cut - 1]
-        if complete.isascii():
-            # Fast path: ASCII text decodes in one call, characters are bytes (so offsets stay byte
-            # offsets), and b"\n" splits exactly where "\n" does. Same lines as decode() per piece.
-            for text in complete.decode("ascii").split("\n"):
-                number += 1
-                yield new(SourceLine, (number, offset, text[:-1] if text.endswith("\r") else text))
-                offset += len(text) + 1
-            continue
-        for piece in complete.split(b"\n"):
-            number += 1
-            yield new(SourceLine, (number, offset, decode(piece)))
-            offset += len(piece) + 1
+        if cut:
+            yield data[: cut - 1], True
     if pending:
-        yield SourceLine(number + 1, offset, decode(pending))
+        yield pending, False
 
 
 def decode(raw: bytes) -> str:

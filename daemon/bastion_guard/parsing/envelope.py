@@ -21,7 +21,8 @@ from bastion_guard.parsing.timestamps import FRACTION_SCALE, TimestampReader
 
 # Program names are short tokens; a colon or bracket ends them.
 _PROGRAM = r"([A-Za-z0-9_.()/-]+?)"
-_PID = r"(?:\[(\d{1,10})\])?"
+_PID_DIGITS = r"(\d{1,10})"
+_PID = r"(?:\[" + _PID_DIGITS + r"\])?"
 
 _RFC3339 = re.compile(
     r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)? "
@@ -39,6 +40,8 @@ _RFC5424 = re.compile(
     re.DOTALL,
 )
 _SHORT = re.compile(r"(?:([^\s\[\]:]+) )?" + _PROGRAM + r"\[(\d{1,10})\]: (.*)", re.DOTALL)
+# The "PROGRAM[PID]:" field of the fast path (see FastTables), from the same fragments.
+_TAG = re.compile(_PROGRAM + r"\[" + _PID_DIGITS + r"\]:")
 # A Solaris / illumos tag some sshd builds put in front of the message.
 _SOLARIS_TAG = re.compile(r"\[ID \d+ [a-z]+\.[a-z]+\] ")
 
@@ -59,17 +62,96 @@ class Envelope(NamedTuple):
 
 _new_tuple = tuple.__new__
 _STAMP_CACHE_LIMIT = 1 << 15
+# Bound of each table the fast path learns from (see FastTables): a host runs a few thousand sshd
+# processes at a time, so a reset now and then costs one regex parse per live tag.
+_FAST_TABLE_LIMIT = 1 << 14
+
+
+class FastTables:
+    r"""What the RFC 3339 regex has established, so that most lines need no regex to be split.
+
+    The dominant line shape is ``STAMP HOST PROGRAM[PID]: MESSAGE`` with a microsecond stamp
+    (``2026-11-28T20:02:18.053767+00:00``). The parser splits such a line with ``line.split(" ", 3)``
+    and looks its parts up here:
+
+    - ``seconds``: ``"2026-11-28T20:02:18"`` -> ``(offset text, stamp length, epoch, utc_offset)``: the
+      whole-second stamp; the offset text is the offset group as written ("" when absent);
+    - ``minutes``: the same per minute, which :meth:`second` turns into a new second's entry exactly as
+      :meth:`TimestampReader.rfc3339` does (minute epoch + seconds, seconds 00..59);
+    - ``hosts``: host fields the regex captured (so each is ``\S+``);
+    - ``tags``: ``"sshd[19484]:"`` -> ``("sshd", 19484)``, checked by :meth:`tag` against :data:`_TAG`,
+      which is built from the same program and pid fragments as the envelope regexes.
+
+    A line whose parts are all found here (and whose fraction is six decimal digits after a ".") is
+    split by :data:`_RFC3339` in the same way: the stamp can be read only one way, the optional host
+    group is tried first and ``\S+`` stops at the space, the lazy program cannot stop before the ``[``
+    (program characters exclude ``[`` and ``:``), and ``: ?`` takes the one space before the message.
+    Any other line goes to the regex. Stamps and hosts are only ever learned from the regex's own
+    groups. Each table is emptied when it reaches its bound.
+    """
+
+    __slots__ = ("hosts", "minutes", "seconds", "tags")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, tuple[str, int, float, int]] = {}
+        self.minutes: dict[str, tuple[str, int, float, int]] = {}
+        self.hosts: set[str] = set()
+        self.tags: dict[str, tuple[str, int]] = {}
+
+    def learn(self, times: TimestampReader, seconds: str, offset: str | None, host: str) -> None:
+        """Record the stamp minute and host of a line the regex parsed (it has the fast shape)."""
+        minutes = self.minutes
+        if len(minutes) >= _FAST_TABLE_LIMIT:
+            minutes.clear()
+        minute = times.rfc3339(seconds[:17] + "00", offset)
+        if minute is not None:
+            text = offset or ""
+            minutes[seconds[:16]] = (text, 26 + len(text), minute[0], minute[1])
+        if host not in self.hosts:
+            if len(self.hosts) >= _FAST_TABLE_LIMIT:
+                self.hosts.clear()
+            self.hosts.add(host)
+
+    def second(self, stamp: str) -> tuple[str, int, float, int] | None:
+        """The ``seconds`` entry for ``stamp`` from its minute's, or ``None`` if the minute is unknown."""
+        minute = self.minutes.get(stamp[:16])
+        if minute is None or len(stamp) < 26 or stamp[16] != ":":
+            return None
+        digits = stamp[17:19]
+        # \d\d is what the regex accepts (isdecimal() is \d); past 59 the regex path rejects the stamp
+        if not digits.isdecimal() or int(digits) > 59:
+            return None
+        entry = (minute[0], minute[1], minute[2] + int(digits), minute[3])  # as TimestampReader._second
+        table = self.seconds
+        if len(table) >= _FAST_TABLE_LIMIT:
+            table.clear()
+        table[stamp[:19]] = entry
+        return entry
+
+    def tag(self, tag: str) -> tuple[str, int] | None:
+        """``("sshd", 19484)`` for ``"sshd[19484]:"``, or ``None`` if it is not of that form."""
+        match = _TAG.fullmatch(tag)
+        if match is None:
+            return None
+        program, pid = match.groups()
+        result = (program, int(pid))
+        tags = self.tags
+        if len(tags) >= _FAST_TABLE_LIMIT:
+            tags.clear()
+        tags[tag] = result
+        return result
 
 
 class EnvelopeReader:
     """Split lines into :class:`Envelope`; stamps are read with a shared :class:`TimestampReader`."""
 
-    __slots__ = ("_default_program", "_stamps", "_times")
+    __slots__ = ("_default_program", "_stamps", "_times", "fast")
 
     def __init__(self, times: TimestampReader, default_program: str = "sshd") -> None:
         self._times = times
         self._default_program = default_program
         self._stamps: dict[str, tuple[float, int] | None] = {}  # RFC 3339 whole seconds, see read()
+        self.fast = FastTables()
 
     def read(self, line: str, source: str = "", position: int = 0) -> Envelope | None:
         """Return the envelope of ``line``, or ``None`` if the line has no recognisable one.
@@ -100,8 +182,13 @@ class EnvelopeReader:
             epoch = stamp[0]
             if fraction:  # the same float TimestampReader.iso() computes; the regex allows 1..9 digits
                 epoch += int(fraction) / FRACTION_SCALE[len(fraction)]
+            if (
+                host is not None and fraction is not None and len(fraction) == 6 and line[10] == "T"
+                and line[19] == "."
+            ):
+                self.fast.learn(self._times, seconds, offset, host)
             if message.startswith("[ID "):
-                message = _untag(message)
+                message = untag(message)
             # tuple.__new__ builds the NamedTuple without its generated Python-level __new__ frame.
             return _new_tuple(
                 Envelope,
@@ -129,7 +216,7 @@ class EnvelopeReader:
         if stamp is None:
             return None
         return Envelope(
-            stamp[0], stamp[1], host, program or bracketed, int(pid) if pid else None, _untag(message),
+            stamp[0], stamp[1], host, program or bracketed, int(pid) if pid else None, untag(message),
             line, source, position,
         )
 
@@ -154,11 +241,12 @@ class EnvelopeReader:
             return None
         host, program, pid, message = match.groups()
         return Envelope(
-            self._times.reference, 0, host, program, int(pid), _untag(message), line, source, position
+            self._times.reference, 0, host, program, int(pid), untag(message), line, source, position
         )
 
 
-def _untag(message: str) -> str:
+def untag(message: str) -> str:
+    """Drop a Solaris ``[ID 800047 auth.info]`` tag from the front of a message."""
     if message.startswith("[ID "):
         match = _SOLARIS_TAG.match(message)
         if match is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from bastion_guard.events import Kind, Outcome
 from bastion_guard.parsing.common import (
+    MAX_PLAIN_USER_LENGTH,
     Builder,
     Message,
     Result,
@@ -48,11 +49,15 @@ def _compile(pattern: str) -> re.Pattern[str]:
 # --- authentication attempts --------------------------------------------------------------------------
 
 
+# The hottest builders (one call per line of the most common messages) fetch their groups with one
+# m.group(...) call, test user_is_trustworthy() inline (MAX_PLAIN_USER_LENGTH is its whole rule) and skip
+# helpers when there is nothing to do; attribute() and event() stay the one definition of what they do.
+
+
 def _failed(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
-    user = m["user"]
-    trusted = user_is_trustworthy(user)
-    client = attribute(env, ctx, m["addr"], m["port"], trusted)
-    key_type, fingerprint = _key(m["tail"])
+    user, addr, port, tail = m.group("user", "addr", "port", "tail")
+    client = attribute(env, ctx, addr, port, user is None or len(user) <= MAX_PLAIN_USER_LENGTH)
+    key_type, fingerprint = _key(tail) if tail else _NO_KEY
     return event(
         env, Kind.AUTH_FAILURE, FAILURE, client, user, method=m["method"], key_type=key_type,
         fingerprint=fingerprint, user_valid=m["invalid"] is None,
@@ -77,8 +82,8 @@ def _accepted(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionCon
 
 
 def _invalid_user(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
-    user = m["user"]
-    client = attribute(env, ctx, m["addr"], m["port"], user_is_trustworthy(user))
+    user, addr, port = m.group("user", "addr", "port")
+    client = attribute(env, ctx, addr, port, user is None or len(user) <= MAX_PLAIN_USER_LENGTH)
     return event(env, Kind.INVALID_USER, FAILURE, client, user, user_valid=False)
 
 
@@ -123,24 +128,25 @@ def _key_revoked(m: re.Match[str], env: Envelope, preauth: bool, ctx: Connection
 
 
 def _closed(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
-    state = m["state"] or None
-    user = m["user"] if state else None
-    client = attribute(env, ctx, m["addr"], m["port"], user_is_trustworthy(user))
+    state, user, addr, port, how = m.group("state", "user", "addr", "port", "how")
+    state = state or None
+    user = user if state else None
+    client = attribute(env, ctx, addr, port, user is None or len(user) <= MAX_PLAIN_USER_LENGTH)
     valid = None if state is None else state != "invalid"
     # Without [preauth] and with a user ("Disconnected from user U A port P") the session was a real one.
     if preauth or (state is not None and state != "user"):
-        return event(env, Kind.PREAUTH_CLOSE, FAILURE, client, user, user_valid=valid, detail=m["how"])
-    if state == "user" or m["port"] is None:
-        return event(env, Kind.DISCONNECT, INFO, client, user, user_valid=valid, detail=m["how"])
+        return event(env, Kind.PREAUTH_CLOSE, FAILURE, client, user, user_valid=valid, detail=how)
+    if state == "user" or port is None:
+        return event(env, Kind.DISCONNECT, INFO, client, user, user_valid=valid, detail=how)
     # "Connection closed by A port P" with no user and no [preauth]: the listener closed a connection
     # that never reached authentication (it follows kex_exchange_identification errors).
-    return event(env, Kind.PREAUTH_CLOSE, FAILURE, client, None, detail=m["how"])
+    return event(env, Kind.PREAUTH_CLOSE, FAILURE, client, None, detail=how)
 
 
 def _received_disconnect(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
-    client = attribute(env, ctx, m["addr"], m["port"])
-    reason = m["reason"]
-    if preauth or m["code"] != _NORMAL_DISCONNECT_CODE:
+    addr, port, code, reason = m.group("addr", "port", "code", "reason")
+    client = attribute(env, ctx, addr, port)
+    if preauth or code != _NORMAL_DISCONNECT_CODE:
         return event(env, Kind.PREAUTH_DISCONNECT, FAILURE, client, None, detail=reason)
     return event(env, Kind.DISCONNECT, INFO, client, None, detail=reason)
 
@@ -187,7 +193,7 @@ def _refused_connect(m: re.Match[str], env: Envelope, preauth: bool, ctx: Connec
 
 def _connection(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
     client = attribute(env, ctx, m["addr"], m["port"])
-    local = m.groupdict().get("local")
+    local = m["local"] if "local" in m.re.groupindex else None
     return event(env, Kind.CONNECTION, INFO, client, None, detail=local)
 
 
@@ -200,6 +206,9 @@ def _remember(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionCon
 def _reverse_mapping(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
     client = attribute(env, ctx, m["addr"], None)
     return event(env, Kind.REVERSE_MAPPING, INFO, client, None, detail=m["name"])
+
+
+_NO_KEY: tuple[None, None] = (None, None)
 
 
 def _key(tail: str | None) -> tuple[str | None, str | None]:

@@ -20,7 +20,16 @@ from bastion_guard.durations import format_duration
 from bastion_guard.events import Event, Kind, Outcome
 from bastion_guard.rules.allowlist import ALWAYS_ALLOWED, NetworkSet
 from bastion_guard.rules.spec import Action, CountMode, KeyBy, RuleSet, RuleSpec, Source
-from bastion_guard.rules.window import Window, distinct_values, evidence, new_window, pack, trim, user_hash
+from bastion_guard.rules.window import (
+    SOURCE_SLOTS,
+    Window,
+    distinct_values,
+    evidence,
+    new_window,
+    pack,
+    trim,
+    user_hash,
+)
 
 _NO_DECISIONS: tuple[Decision, ...] = ()
 _SWEEP_INTERVAL_SECS = 60.0
@@ -110,6 +119,10 @@ class Engine:
         """How many keys all rules are counting right now."""
         return sum(len(rule.windows) for rule in self._rules)
 
+    def forget_ban(self, target: str) -> None:
+        """An operator lifted the ban of ``target``: count its events again from now on."""
+        self._active.pop(target, None)
+
     def active_bans(self) -> dict[str, float]:
         """Targets banned by this engine and their expiry (event time)."""
         return dict(self._active)
@@ -173,8 +186,11 @@ class Engine:
                 rule.stats.while_banned += 1
                 return None
             del silenced[key]
-        reference = pack(event.position, self._source_index(event.source))
-        return self._count_window(rule, key, event, reference)
+        # pack() and _source_index() inlined for a source already seen: this runs for every counted event.
+        index = self._sources.get(event.source)
+        if index is None:
+            index = self._source_index(event.source)
+        return self._count_window(rule, key, event, float(event.position * SOURCE_SLOTS + index))
 
     def _count_window(self, rule: _Rule, key: str, event: Event, reference: float) -> Decision | None:
         """Add ``event`` to the window of ``key``; decide when the window holds ``count`` of them."""
@@ -247,7 +263,7 @@ class Engine:
             rule.stats.allowlisted += 1
             return None
         rule.stats.decisions += 1
-        what = f"{count} x {'/'.join(sorted(kind.value for kind in spec.matcher.kinds)) or 'bans'}"
+        what = f"{count} x {event.kind.value if spec.source is Source.EVENTS else 'bans'}"
         window = f" within {format_duration(spec.window_secs)}" if spec.window_secs else ""
         if spec.action is Action.ALERT or spec.ban is None:
             if spec.window_secs:

@@ -126,6 +126,10 @@ class Fields:
             return None
         return Fields(value, self.key_path(key), self._problems, self.where(key))
 
+    def child(self, value: object, path: str, location: Location) -> Fields:
+        """Fields over another value (a list item), reporting into the same problem list."""
+        return Fields(value, path, self._problems, location)
+
     def each(self, key: str, convert: Callable[[str, Location], T | None]) -> tuple[T, ...]:
         """Convert every string of the list under ``key``; ``convert`` returns ``None`` on a bad item."""
         results = []
