@@ -13,9 +13,10 @@ $(BIN)/bastionctl: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-## run: the main job on embedded defaults: replay the bundled demo auth.log through parser and shipped rules
+## run: the main job on embedded defaults, no root: bastiond follows a local auth.log fed with the bundled
+## demo lines, decides with the shipped rules and shows each ban/alert live (dry-run firewall, state in ./state)
 run: $(BIN)/bastionctl
-	$(BIN)/bastionctl test $(DEMO_LOG)
+	$(BIN)/bastiond --demo
 
 ## test: the whole test suite (tests needing root or a missing binary skip with the reason)
 test: $(BIN)/bastionctl

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bastion_guard import __version__
-from bastion_guard.cli import parse_cmd, test_cmd
+from bastion_guard.cli import control_cmds, parse_cmd, test_cmd
 from bastion_guard.cli.common import EXIT_OK, EXIT_USAGE
 
 
@@ -15,12 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The root argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="bastionctl",
-        description="Operate bastion-guard: parse and test auth logs against rules.",
+        description="Operate bastion-guard: parse and test auth logs, and control the running bastiond.",
     )
     parser.add_argument("--version", action="version", version=f"bastionctl {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     parse_cmd.add_parser(subparsers)
     test_cmd.add_parser(subparsers)
+    control_cmds.add_parsers(subparsers)
     return parser
 
 

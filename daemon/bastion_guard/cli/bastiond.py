@@ -1,118 +1,168 @@
-"""``bastiond``: follow an auth log, run the detection core on every new line, report decisions.
+"""``bastiond``: follow the auth log, ban in the kernel firewall, keep state across restarts.
 
-This is the first cut of the daemon: it follows one file (reopening it after rename rotation), parses
-each line, feeds the rules engine and prints each decision as a JSON line. Enforcement (nftables),
-saved positions and the control socket come with the daemon issue; until then it runs as a dry run and
-says so. ``--check-config`` validates the rules and exits, for ExecStartPre/ExecReload.
+``bastiond --check-config`` validates configuration and rules and exits (systemd's ExecStartPre and
+ExecReload run it, so a bad configuration never replaces a good one). ``bastiond --demo`` runs on
+embedded defaults without root: it writes the bundled demo auth.log into a local folder line by line, as
+sshd would, follows it with a dry-run firewall and shows each decision as it is made.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import dataclasses
+import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 from bastion_guard import __version__
 from bastion_guard.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from bastion_guard.cli.test_cmd import decision_json
-from bastion_guard.defaults import default_rules_dir
-from bastion_guard.errors import ConfigError
-from bastion_guard.events import Event
-from bastion_guard.parsing import LineParser
-from bastion_guard.reading import decode
-from bastion_guard.rules import Engine, load_rules
+from bastion_guard.decisions import Decision
+from bastion_guard.defaults import DEMO_LOG
+from bastion_guard.durations import format_duration
+from bastion_guard.errors import BastionError, ConfigError
+from bastion_guard.rules import load_rules
+from bastion_guard.runtime.config import FIREWALL_BACKENDS, DaemonConfig, SourceConfig, load_config
+from bastion_guard.runtime.daemon import Daemon, build_daemon
 
-_POLL_SECS = 0.2
-_MAX_PENDING_BYTES = 64 * 1024  # a partial line longer than this is dropped, never buffered without bound
-_CANDIDATE_LOGS = (Path("/var/log/auth.log"), Path("/var/log/secure"))
+log = logging.getLogger("bastiond")
+_DEMO_LINES_PER_SECOND = 400.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """bastiond's command line."""
+    parser = argparse.ArgumentParser(prog="bastiond", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"bastiond {__version__}")
+    parser.add_argument("--config", type=Path, help="configuration file (default: /etc/bastion-guard/bastiond.yaml)")
+    parser.add_argument("--check-config", action="store_true", help="validate configuration and rules, then exit")
+    parser.add_argument("--log", type=Path, help="follow this file instead of the configured sources")
+    parser.add_argument("--rules", type=Path, help="rules directory")
+    parser.add_argument("--state-dir", type=Path, help="where the state database lives")
+    parser.add_argument("--runtime-dir", type=Path, help="where the control socket lives")
+    parser.add_argument("--firewall", choices=FIREWALL_BACKENDS, help="firewall backend")
+    parser.add_argument("--netns", help="apply firewall changes inside this network namespace")
+    parser.add_argument("--demo", action="store_true", help="run on the bundled demo log, no root needed")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug details")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT; return its exit code."""
-    parser = argparse.ArgumentParser(prog="bastiond", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"bastiond {__version__}")
-    parser.add_argument(
-        "--log", type=Path, help="log file to follow (default: /var/log/auth.log, else /var/log/secure)"
+    """Run bastiond; return its exit code (0 ok, 1 failure, 2 configuration error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    parser.add_argument("--rules", type=Path, help="rules directory (default: installed or bundled rules)")
-    parser.add_argument("--from-start", action="store_true", help="read the file from its start, then follow")
-    parser.add_argument("--check-config", action="store_true", help="validate the rules and exit")
-    args = parser.parse_args(argv)
-    rules_dir = args.rules or default_rules_dir()
     try:
-        ruleset = load_rules(rules_dir)
+        config = _config(args)
+        if args.check_config:
+            ruleset = load_rules(config.rules_dir)
+            print(f"bastiond: {config.origin} and {len(ruleset.rules)} rules in {config.rules_dir} are valid")
+            return EXIT_OK
+        daemon = build_daemon(config)
     except ConfigError as error:
-        print(f"bastiond: invalid rules in {rules_dir}:\n{error}", file=sys.stderr)
+        print(f"bastiond: invalid configuration:\n{error}", file=sys.stderr)
         return EXIT_USAGE
-    if args.check_config:
-        print(f"bastiond: {len(ruleset.rules)} rules in {rules_dir} are valid")
-        return EXIT_OK
-    log = args.log or next((path for path in _CANDIDATE_LOGS if path.exists()), None)
-    if log is None:
-        print("bastiond: no auth log found; pass --log FILE", file=sys.stderr)
+    except BastionError as error:
+        print(f"bastiond: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"bastiond: following {log} with {len(ruleset.rules)} rules (dry run: decisions are reported, "
-          "not enforced)", file=sys.stderr, flush=True)
-    return _follow(log, LineParser(time.time()), Engine(ruleset), args.from_start)
+    return _run(daemon, demo=args.demo)
 
 
-def _follow(path: Path, parser: LineParser, engine: Engine, from_start: bool) -> int:
-    stopping = False
+def _config(args: argparse.Namespace) -> DaemonConfig:
+    if args.demo:
+        base = Path("state").resolve()
+        demo_log = base / "demo-auth.log"
+        demo_log.parent.mkdir(parents=True, exist_ok=True)
+        demo_log.write_bytes(b"")
+        config = load_config(None) if args.config is None else load_config(args.config)
+        config = dataclasses.replace(
+            config, sources=(SourceConfig("file", demo_log),), state_dir=base, runtime_dir=base / "run",
+            firewall="dry-run", origin="demo defaults",
+        )
+        # A fresh demo every time: no saved position or bans from an earlier run.
+        for stale in base.glob("state.db*"):
+            stale.unlink()
+    else:
+        config = load_config(args.config)
+    overrides: dict[str, object] = {}
+    if args.log is not None:
+        overrides["sources"] = (SourceConfig("file", args.log),)
+    if args.rules is not None:
+        overrides["rules_dir"] = args.rules
+    if args.state_dir is not None:
+        overrides["state_dir"] = args.state_dir
+    if args.runtime_dir is not None:
+        overrides["runtime_dir"] = args.runtime_dir
+    if args.firewall is not None:
+        overrides["firewall"] = args.firewall
+    if args.netns is not None:
+        overrides["netns"] = args.netns
+    return dataclasses.replace(config, **overrides) if overrides else config  # type: ignore[arg-type]
 
+
+def _run(daemon: Daemon, *, demo: bool) -> int:
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        daemon.stop()
+
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        daemon.reload()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    stream = None
-    identity: tuple[int, int] | None = None
-    pending = b""
-    while not stopping:
-        if stream is None:
-            try:
-                stream = path.open("rb")
-            except OSError:
-                time.sleep(_POLL_SECS)
-                continue
-            status = os.fstat(stream.fileno())
-            identity = (status.st_dev, status.st_ino)
-            if not from_start:
-                stream.seek(0, os.SEEK_END)
-            from_start = True  # every later file (after rotation) is read from its start
-        chunk = stream.read(1 << 16)
-        if chunk:
-            pending = _consume(pending + chunk, parser, engine, path)
-            continue
-        parser.advance_clock(time.time())
-        try:
-            current = path.stat()
-            if (current.st_dev, current.st_ino) != identity or current.st_size < stream.tell():
-                stream.close()  # rotated (renamed or truncated): the old file is drained, open the new one
-                stream = None
-                continue
-        except OSError:
-            pass
-        time.sleep(_POLL_SECS)
-    if stream is not None:
-        stream.close()
+    signal.signal(signal.SIGHUP, reload)
+    if demo:
+        daemon.on_decision = _show
+        writer = threading.Thread(target=_write_demo, args=(daemon,), name="demo writer", daemon=True)
+    try:
+        daemon.start()
+        if demo:
+            writer.start()
+        daemon.run()
+    except BastionError as error:
+        log.error("%s", error)
+        return EXIT_FAILURE
+    finally:
+        daemon.close()
     return EXIT_OK
 
 
-def _consume(data: bytes, parser: LineParser, engine: Engine, path: Path) -> bytes:
-    *lines, pending = data.split(b"\n")
-    for raw in lines:
-        result = parser.parse(decode(raw), str(path))
-        if isinstance(result, Event):
-            for decision in engine.feed(result):
-                print(json.dumps(decision_json(decision)), flush=True)
-    return pending if len(pending) <= _MAX_PENDING_BYTES else b""
+def _write_demo(daemon: Daemon) -> None:
+    """Append the bundled demo log to the followed file at a readable pace, then stop the daemon."""
+    source = daemon.config.sources[0].path
+    assert source is not None  # noqa: S101 - the demo config always has a file source
+    lines = DEMO_LOG.read_bytes().splitlines(keepends=True)
+    print(f"demo: writing {len(lines)} auth.log lines to {source}; decisions appear below (Ctrl-C to stop)")
+    with source.open("ab") as out:
+        for index, line in enumerate(lines):
+            out.write(_restamped(line))
+            if index % 20 == 19:
+                out.flush()
+                time.sleep(20 / _DEMO_LINES_PER_SECOND)
+    time.sleep(2.0)
+    print("demo: done; run `bastionctl test` on your own auth.log next")
+    daemon.stop()
+
+
+def _restamped(line: bytes) -> bytes:
+    """The demo line written *now*: bans are timed from the log's own clock, so old stamps would expire at once."""
+    stamp, space, rest = line.partition(b" ")
+    if not space or not stamp[:4].isdigit():
+        return line
+    return datetime.now(UTC).isoformat(timespec="microseconds").encode() + b" " + rest
+
+
+def _show(decision: Decision) -> None:
+    when = datetime.fromtimestamp(decision.epoch, UTC).strftime("%H:%M:%S")
+    length = f" for {format_duration(decision.duration_secs)}" if decision.duration_secs else ""
+    lines = ", ".join(str(evidence.position) for evidence in decision.evidence[:6])
+    print(f"{when} {decision.verdict.value.upper():5} {decision.target:<26} {decision.rule}{length}: "
+          f"{decision.reason} (offsets {lines})", flush=True)
 
 
 if __name__ == "__main__":

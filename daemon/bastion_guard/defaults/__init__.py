@@ -7,6 +7,8 @@ from pathlib import Path
 
 SYSTEM_RULES = Path("/etc/bastion-guard/rules")
 BUNDLED_RULES = Path(__file__).resolve().parent / "rules"
+DEMO_LOG = Path(__file__).resolve().parent / "demo-auth.log"
+SOCKET = Path("/run/bastiond/bastiond.sock")
 
 
 def default_rules_dir() -> Path:

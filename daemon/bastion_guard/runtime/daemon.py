@@ -1,0 +1,386 @@
+"""The daemon: sources feed one processing loop that decides, enforces, and saves, in that order.
+
+Threads and who owns what:
+
+- one thread per source (a file follower or the journal) reads new lines and puts batches on a bounded
+  queue; it never parses and never saves anything;
+- the processing loop (the main thread) owns parsers, the engine, the state store and the firewall.
+  Control requests from ``bastionctl`` arrive on the same queue, so all state changes happen on one
+  thread and nothing needs a lock.
+
+Exactly-once intake: for each batch the loop parses, decides, enforces in the kernel, and only then
+commits the source's new position together with the bans in one SQLite transaction. A crash before the
+commit replays the batch after restart: decisions are deterministic on event time and bans idempotent,
+so nothing is lost and nothing counts twice in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion_guard.actions import make_firewall
+from bastion_guard.actions.base import ActionError, BanElement, Firewall
+from bastion_guard.decisions import Decision, Verdict
+from bastion_guard.durations import parse_duration
+from bastion_guard.errors import BastionError, ConfigError, SourceError
+from bastion_guard.events import Event
+from bastion_guard.parsing import LineParser, LineStatus
+from bastion_guard.rules import Engine, RuleSet, load_rules
+from bastion_guard.runtime.config import DaemonConfig, SourceConfig
+from bastion_guard.runtime.control import ControlServer
+from bastion_guard.runtime.notify import Notifier
+from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
+from bastion_guard.state.records import BanRecord, Position
+from bastion_guard.state.store import StateStore
+
+log = logging.getLogger("bastiond")
+
+_QUEUE_BATCHES = 64  # back-pressure: a source blocks when the loop is this far behind
+_IDLE_SECS = 1.0
+_PURGE_EVERY_SECS = 3600.0
+_HISTORY_KEEP_SECS = 90 * 86400.0
+_MANUAL_RULE = "manual"
+
+
+@dataclass
+class _ControlCall:
+    request: dict[str, Any]
+    reply: queue.Queue[dict[str, Any]] = field(default_factory=lambda: queue.Queue(maxsize=1))
+
+
+@dataclass
+class _SourceState:
+    config: SourceConfig
+    name: str
+    parser: LineParser
+    lines: int = 0
+    events: int = 0
+    unmatched: int = 0
+    skipped_long: int = 0
+    position: Position | None = None
+    error: str | None = None
+
+
+class Daemon:
+    """bastiond's processing loop. Build with :meth:`start`, run with :meth:`run`, end with :meth:`stop`."""
+
+    def __init__(self, config: DaemonConfig, ruleset: RuleSet, store: StateStore, firewall: Firewall) -> None:
+        self.config = config
+        self._ruleset = ruleset
+        self._store = store
+        self._firewall = firewall
+        self._history = store.history()
+        self._engine = Engine(ruleset, extra_allowed=config.allowlist, history=self._history)
+        self._inbox: queue.Queue[SourceBatch | _ControlCall | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
+        self._stopping = threading.Event()
+        self._readers: list[SourceReader] = []
+        self._sources: dict[str, _SourceState] = {}
+        self._notifier = Notifier()
+        self._control: ControlServer | None = None
+        self._started = time.time()
+        self._last_ping = 0.0
+        self._last_purge = time.time()
+        self._pending_positions: dict[str, Position] = {}
+        self._pending_bans: dict[str, BanRecord] = {}
+        self._pending_unbans: set[str] = set()
+        self.on_decision: Callable[[Decision], None] | None = None
+
+    # --- life cycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore bans into the kernel, open the sources at their saved positions, open the control socket."""
+        now = time.time()
+        active = self._store.active_bans(now)
+        self._firewall.restore([BanElement(ban.target, ban.expires - now) for ban in active])
+        log.info("restored %d active bans into the %s firewall", len(active), self.config.firewall)
+        saved = self._store.positions()
+        for index, source in enumerate(self.config.sources):
+            name = source_name(source, index)
+            state = _SourceState(source, name, LineParser(now))
+            self._sources[name] = state
+            reader = open_source(name, source, saved.get(name), self._inbox, self._stopping)
+            self._readers.append(reader)
+        for reader in self._readers:
+            reader.start()
+        self._control = ControlServer(self.config.socket_path, self._call_from_control)
+        self._control.start()
+        self._notifier.ready(f"following {', '.join(self._sources)}; {len(active)} bans restored")
+        log.info("ready: %d sources, %d rules", len(self._sources), len(self._ruleset.rules))
+
+    def run(self) -> None:
+        """Process batches and control requests until :meth:`stop`."""
+        while not self._stopping.is_set():
+            try:
+                item = self._inbox.get(timeout=_IDLE_SECS)
+            except queue.Empty:
+                item = None
+            if isinstance(item, SourceBatch):
+                self._process(item)
+            elif isinstance(item, _ControlCall):
+                item.reply.put(self._answer(item.request))
+            self._housekeeping()
+        self._commit()
+
+    def stop(self) -> None:
+        """Ask the loop and the sources to finish; positions are flushed by :meth:`run` on its way out."""
+        self._notifier.stopping()
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Release everything (after :meth:`run` returned)."""
+        for reader in self._readers:
+            reader.join(timeout=5)
+        if self._control is not None:
+            self._control.close()
+        self._firewall.stop()
+        self._store.close()
+
+    # --- processing ----------------------------------------------------------------------------------
+
+    def _process(self, batch: SourceBatch) -> None:
+        state = self._sources[batch.source]
+        if batch.error is not None:
+            state.error = batch.error
+            log.error("source %s: %s", batch.source, batch.error)
+            return
+        state.error = None
+        state.skipped_long += batch.skipped_long
+        decisions: list[Decision] = []
+        feed = self._engine.feed
+        for result in batch.parse_with(state.parser):
+            state.lines += 1
+            if isinstance(result, Event):
+                state.events += 1
+                found = feed(result)
+                if found:
+                    decisions.extend(found)
+            elif result is LineStatus.UNMATCHED:
+                state.unmatched += 1
+        state.parser.advance_clock(time.time())
+        self._enforce(decisions)
+        if batch.position is not None:
+            state.position = batch.position
+            self._pending_positions[batch.source] = batch.position
+        self._commit()
+
+    def _enforce(self, decisions: list[Decision]) -> None:
+        now = time.time()
+        elements = []
+        for decision in decisions:
+            if self.on_decision is not None:
+                self.on_decision(decision)
+            if decision.verdict is Verdict.ALERT:
+                log.warning("alert %s: %s (%s)", decision.rule, decision.target, decision.reason)
+                continue
+            record = BanRecord.from_decision(decision)
+            self._pending_bans[record.target] = record
+            self._pending_unbans.discard(record.target)
+            remaining = record.expires - now
+            if remaining > 0:  # a ban decided on old lines (replayed after downtime) may be over already
+                elements.append(BanElement(record.target, remaining))
+                log.info("ban %s for %.0fs by %s: %s", record.target, remaining, decision.rule, decision.reason)
+        if elements:
+            try:
+                self._firewall.ban(elements)
+            except ActionError as error:
+                log.error("firewall: %s", error)
+
+    def _commit(self) -> None:
+        """Save positions with the bans they caused, atomically; on failure keep them and retry later."""
+        if not (self._pending_positions or self._pending_bans or self._pending_unbans):
+            return
+        try:
+            self._store.commit(
+                list(self._pending_positions.values()), list(self._pending_bans.values()),
+                sorted(self._pending_unbans), self._history,
+            )
+        except BastionError as error:
+            log.error("state not saved (will retry; the firewall keeps protecting): %s", error)
+            return
+        self._pending_positions.clear()
+        self._pending_bans.clear()
+        self._pending_unbans.clear()
+
+    def _housekeeping(self) -> None:
+        now = time.time()
+        if self._notifier.watchdog_interval is not None and now - self._last_ping >= self._notifier.watchdog_interval:
+            self._notifier.ping()
+            self._last_ping = now
+        if now - self._last_purge >= _PURGE_EVERY_SECS:
+            self._last_purge = now
+            self._store.purge(now, _HISTORY_KEEP_SECS)
+
+    # --- control ------------------------------------------------------------------------------------
+
+    def _call_from_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Runs on a control thread: hand the request to the loop and wait for its answer."""
+        call = _ControlCall(request)
+        self._inbox.put(call)
+        try:
+            return call.reply.get(timeout=20)
+        except queue.Empty:
+            return {"ok": False, "error": "the daemon is busy; try again"}
+
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "status": self._status,
+            "bans": self._bans,
+            "ban": self._manual_ban,
+            "unban": self._unban,
+            "explain": self._explain,
+            "reload": self._reload,
+        }
+        handler = handlers.get(request["command"])
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {request['command']!r} (known: {', '.join(handlers)})"}
+        try:
+            return handler(request)
+        except (BastionError, ValueError) as error:
+            return {"ok": False, "error": str(error)}
+        except Exception as error:  # a bug in one command must not take the protection down with it
+            log.exception("control command %s failed", request["command"])
+            return {"ok": False, "error": f"internal error: {error}"}
+
+    def _status(self, _request: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "ok": True,
+            "uptime_secs": round(now - self._started, 1),
+            "config": self.config.origin,
+            "rules_dir": str(self.config.rules_dir),
+            "rules": [rule.name for rule in self._ruleset.rules],
+            "firewall": self.config.firewall,
+            "state": str(self.config.state_path),
+            "active_bans": len(self._store.active_bans(now)) + len(self._pending_bans),
+            "tracked_keys": self._engine.tracked_keys,
+            "unsaved": bool(self._pending_positions or self._pending_bans or self._pending_unbans),
+            "sources": [
+                {
+                    "name": state.name, "type": state.config.type,
+                    "path": str(state.config.path) if state.config.path else None,
+                    "lines": state.lines, "events": state.events, "unmatched": state.unmatched,
+                    "skipped_long": state.skipped_long, "error": state.error,
+                    "position": None if state.position is None else describe_position(state.position),
+                }
+                for state in self._sources.values()
+            ],
+        }
+
+    def _active(self, now: float) -> Iterator[BanRecord]:
+        merged = {ban.target: ban for ban in self._store.active_bans(now)}
+        merged.update({target: ban for target, ban in self._pending_bans.items() if ban.expires > now})
+        for target in self._pending_unbans:
+            merged.pop(target, None)
+        return iter(sorted(merged.values(), key=lambda ban: ban.expires))
+
+    def _bans(self, _request: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        return {"ok": True, "bans": [ban_json(ban, now) for ban in self._active(now)]}
+
+    def _manual_ban(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = str(request.get("target", ""))
+        duration = parse_duration(request.get("duration", "1h"))
+        reason = str(request.get("reason") or "manual ban")
+        now = time.time()
+        decision = Decision(Verdict.BAN, _MANUAL_RULE, target, now, duration, 0, 1, reason, (), origin="bastionctl")
+        record = BanRecord.from_decision(decision)  # validates the target
+        self._firewall.ban([BanElement(record.target, duration)])
+        self._pending_bans[record.target] = record
+        self._pending_unbans.discard(record.target)
+        self._commit()
+        return {"ok": True, "ban": ban_json(record, now)}
+
+    def _unban(self, request: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        everything = bool(request.get("all"))
+        targets = [ban.target for ban in self._active(now)] if everything else [str(request.get("target", ""))]
+        present = {ban.target for ban in self._active(now)}
+        self._firewall.unban(targets)
+        for target in targets:
+            self._pending_bans.pop(target, None)
+            self._pending_unbans.add(target)
+            self._engine.forget_ban(target)
+        self._commit()
+        return {
+            "ok": True,
+            "unbanned": [target for target in targets if target in present],
+            "absent": [target for target in targets if target not in present],
+        }
+
+    def _explain(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = str(request.get("target", ""))
+        now = time.time()
+        ban = next((ban for ban in self._active(now) if ban.target == target), None)
+        if ban is None:
+            ban = self._store.ban(target)
+        return {"ok": True, "target": target, "ban": None if ban is None else ban_json(ban, now),
+                "history": [
+                    {"rule": rule, "offences": offences, "last": last}
+                    for (rule, key), (offences, last) in sorted(self._history.items()) if key == target
+                ]}
+
+    def _reload(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """Validate the rules first: a bad rule set never replaces a good one."""
+        try:
+            ruleset = load_rules(self.config.rules_dir)
+        except ConfigError as error:
+            return {"ok": False, "error": f"rules not reloaded, the running ones stay:\n{error}"}
+        self._ruleset = ruleset
+        self._engine = Engine(ruleset, extra_allowed=self.config.allowlist, history=self._history)
+        log.info("reloaded %d rules from %s", len(ruleset.rules), self.config.rules_dir)
+        return {"ok": True, "rules": [rule.name for rule in ruleset.rules]}
+
+    def reload(self) -> None:
+        """SIGHUP: reload through the loop, like ``bastionctl reload``."""
+        self._inbox.put(_ControlCall({"command": "reload"}))
+
+
+def source_name(source: SourceConfig, index: int) -> str:
+    """A stable name for a source, used as the key of its saved position."""
+    if source.type == "file" and source.path is not None:
+        return f"file:{source.path}"
+    return "journal" if index == 0 else f"journal#{index}"
+
+
+def ban_json(ban: BanRecord, now: float) -> dict[str, Any]:
+    """A ban as ``bastionctl`` shows it."""
+    return {
+        "target": ban.target, "rule": ban.rule, "created": ban.created, "expires": ban.expires,
+        "remaining_secs": max(0.0, round(ban.expires - now, 1)), "offence": ban.offence, "reason": ban.reason,
+        "origin": ban.origin,
+        "evidence": [
+            {"time": epoch, "source": source, "position": position} for epoch, source, position in ban.evidence
+        ],
+    }
+
+
+def describe_position(position: Position) -> str:
+    """``offset 1234 of <identity>`` or ``cursor s=...``."""
+    if position.cursor is not None:
+        return f"cursor {position.cursor}"
+    return f"offset {position.offset} of {position.identity}"
+
+
+def build_daemon(config: DaemonConfig) -> Daemon:
+    """Load rules, open state and firewall as ``config`` says; raise a :class:`BastionError` with a clear message."""
+    ruleset = load_rules(config.rules_dir)
+    store = StateStore.open(config.state_path)
+    if store.recovery is not None:
+        log.error("state database was damaged: %s", store.recovery.describe())
+    firewall = make_firewall(config.firewall, netns=config.netns)
+    allow = [str(network) for network in (*ruleset.allowlisted_networks(), *config.allowlist)]
+    try:
+        firewall.start(allow=allow)
+    except ActionError:
+        store.close()
+        raise
+    return Daemon(config, ruleset, store, firewall)
+
+
+__all__ = ["Daemon", "SourceError", "build_daemon", "source_name"]
