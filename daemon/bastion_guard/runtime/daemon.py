@@ -96,8 +96,8 @@ class Daemon:
     def start(self) -> None:
         """Restore bans into the kernel, open the sources at their saved positions, open the control socket."""
         now = time.time()
-        active = self._store.active_bans(now)
-        self._firewall.restore([BanElement(ban.target, ban.expires - now) for ban in active])
+        active = self._store.active_expiries(now)
+        self._firewall.restore([BanElement(target, expires - now) for target, expires in active])
         log.info("restored %d active bans into the %s firewall", len(active), self.config.firewall)
         saved = self._store.positions()
         for index, source in enumerate(self.config.sources):
@@ -257,7 +257,7 @@ class Daemon:
             "rules": [rule.name for rule in self._ruleset.rules],
             "firewall": self.config.firewall,
             "state": str(self.config.state_path),
-            "active_bans": len(self._store.active_bans(now)) + len(self._pending_bans),
+            "active_bans": self._store.count_active(now) + len(self._pending_bans),
             "tracked_keys": self._engine.tracked_keys,
             "unsaved": bool(self._pending_positions or self._pending_bans or self._pending_unbans),
             "sources": [

@@ -182,6 +182,17 @@ class StateStore:
         sql = f"SELECT {_BAN_COLUMNS} FROM bans WHERE expires > ? ORDER BY expires, target"  # noqa: S608
         return [self._ban(row) for row in self._query(sql, (now,))]
 
+    def active_expiries(self, now: float) -> list[tuple[str, float]]:
+        """``(target, expires)`` of the bans that end after ``now``: what a restore needs, without the evidence."""
+        return [(target, expires) for target, expires in self._query(
+            "SELECT target, expires FROM bans WHERE expires > ? ORDER BY expires, target", (now,)
+        )]
+
+    def count_active(self, now: float) -> int:
+        """How many bans end after ``now``."""
+        rows = self._query("SELECT COUNT(*) FROM bans WHERE expires > ?", (now,))
+        return int(rows[0][0])
+
     def ban(self, target: str) -> BanRecord | None:
         """The ban of ``target``, expired or not, if there is one."""
         rows = self._query(f"SELECT {_BAN_COLUMNS} FROM bans WHERE target = ?", (target,))  # noqa: S608
