@@ -8,10 +8,10 @@ line carried, it cannot become a command.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import logging
 import math
 import re
+import socket
 from collections.abc import Iterable
 
 from bastion_guard.actions.base import ActionError, BanElement
