@@ -171,3 +171,23 @@ def test_check_config_reports_location(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "bastiond.yaml:2:12: firewall.backend: must be one of nftables, ipset, dry-run" in result.stderr
+
+
+def test_systemd_notification(bastiond: Bastiond) -> None:
+    """Under systemd (NOTIFY_SOCKET set) bastiond says READY=1 once up and pings the watchdog."""
+    import socket
+
+    notify_path = bastiond.root / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify_path))
+        listener.settimeout(15)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
+        bastiond.process = subprocess.Popen(
+            [sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(bastiond.config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        messages = [listener.recv(4096).decode() for _ in range(3)]
+    assert "READY=1" in messages[0]
+    assert any("WATCHDOG=1" in message for message in messages[1:])
+    output = bastiond.stop()
+    assert "ready" in output

@@ -115,9 +115,11 @@ class Daemon:
 
     def run(self) -> None:
         """Process batches and control requests until :meth:`stop`."""
+        interval = self._notifier.watchdog_interval
+        idle = _IDLE_SECS if interval is None else min(_IDLE_SECS, interval)  # wake in time to ping
         while not self._stopping.is_set():
             try:
-                item = self._inbox.get(timeout=_IDLE_SECS)
+                item = self._inbox.get(timeout=idle)
             except queue.Empty:
                 item = None
             if isinstance(item, SourceBatch):
