@@ -87,6 +87,21 @@ def confirm(ns: str, first: int, count: int) -> int:
     return sum(address(i) not in present for i in range(first, first + count))
 
 
+def wait_decided(daemon: netns.Bastiond, last: str, timeout: float, since: int) -> tuple[float, str] | None:
+    """When the daemon logged the ban of ``last``: its own line, or the summary of a large batch."""
+    found: list[tuple[float, str]] = []
+
+    def seen() -> bool:
+        for needle in (f"bastiond: ban {last} ", f"last {last})"):
+            hit = daemon.first_line(needle, since)
+            if hit is not None:
+                found.append(hit)
+                return True
+        return False
+
+    return found[0] if netns.wait_until(seen, timeout) else None
+
+
 def spray(daemon: netns.Bastiond, ns: str, first: int, count: int, timeout: float) -> dict[str, Any]:
     """Write ``count`` lines at once and measure until the set holds them all."""
     data = spray_bytes(first, count)
@@ -102,7 +117,7 @@ def spray(daemon: netns.Bastiond, ns: str, first: int, count: int, timeout: floa
     last = address(first + count - 1)
     # Wait without touching nft (a listing costs a core while the daemon works) until the daemon logs its
     # decision on the last line, which it does right before that batch's nft transaction; then poll.
-    decided = daemon.wait_line(f"bastiond: ban {last} ", timeout, since)
+    decided = wait_decided(daemon, last, timeout, since)
     seen = poll_until_present(ns, last, timeout)
     if seen is None:
         return {"addresses": count, "error": f"{last} not in the set after {timeout:.0f} s"}

@@ -46,6 +46,7 @@ _IDLE_SECS = 1.0
 _PURGE_EVERY_SECS = 3600.0
 _HISTORY_KEEP_SECS = 90 * 86400.0
 _MANUAL_RULE = "manual"
+_LOGGED_BANS_PER_BATCH = 20
 
 
 @dataclass
@@ -186,7 +187,14 @@ class Daemon:
             remaining = record.expires - now
             if remaining > 0:  # a ban decided on old lines (replayed after downtime) may be over already
                 elements.append(BanElement(record.target, remaining))
-                log.info("ban %s for %.0fs by %s: %s", record.target, remaining, decision.rule, decision.reason)
+                log.log(
+                    logging.DEBUG if len(decisions) > _LOGGED_BANS_PER_BATCH else logging.INFO,
+                    "ban %s for %.0fs by %s: %s", record.target, remaining, decision.rule, decision.reason,
+                )
+        if len(elements) > _LOGGED_BANS_PER_BATCH:
+            # A botnet spray must not become a flood of log lines: one summary, details at debug level.
+            log.info("banned %d addresses in one batch (first %s, last %s)", len(elements),
+                     elements[0].target, elements[-1].target)
         if elements:
             try:
                 self._firewall.ban(elements)
