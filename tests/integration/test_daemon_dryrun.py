@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -175,8 +176,6 @@ def test_check_config_reports_location(tmp_path: Path) -> None:
 
 def test_systemd_notification(bastiond: Bastiond) -> None:
     """Under systemd (NOTIFY_SOCKET set) bastiond says READY=1 once up and pings the watchdog."""
-    import socket
-
     notify_path = bastiond.root / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(str(notify_path))
