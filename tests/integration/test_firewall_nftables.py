@@ -20,10 +20,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
+from netns import wait_until as wait_for
 
 from bastion_guard.actions import ActionError, BanElement, Firewall, NftablesFirewall
 
@@ -72,16 +73,6 @@ def netns(prefix: str) -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
         run("ip", "netns", "del", name, check=False)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return its last value."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-    return True
 
 
 SERVER = """
