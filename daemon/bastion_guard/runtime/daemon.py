@@ -90,6 +90,7 @@ class Daemon:
         self._pending_positions: dict[str, Position] = {}
         self._pending_bans: dict[str, BanRecord] = {}
         self._pending_unbans: set[str] = set()
+        self._pending_history: dict[tuple[str, str], tuple[int, float]] = {}
         self.on_decision: Callable[[Decision], None] | None = None
 
     # --- life cycle ----------------------------------------------------------------------------------
@@ -183,6 +184,9 @@ class Daemon:
                 continue
             record = BanRecord.from_decision(decision)
             self._pending_bans[record.target] = record
+            offences = self._history.get((decision.rule, decision.target))
+            if offences is not None:  # only what changed is written, not the whole history every batch
+                self._pending_history[(decision.rule, decision.target)] = offences
             self._pending_unbans.discard(record.target)
             remaining = record.expires - now
             if remaining > 0:  # a ban decided on old lines (replayed after downtime) may be over already
@@ -208,7 +212,7 @@ class Daemon:
         try:
             self._store.commit(
                 list(self._pending_positions.values()), list(self._pending_bans.values()),
-                sorted(self._pending_unbans), self._history,
+                sorted(self._pending_unbans), self._pending_history,
             )
         except BastionError as error:
             log.error("state not saved (will retry; the firewall keeps protecting): %s", error)
@@ -216,6 +220,7 @@ class Daemon:
         self._pending_positions.clear()
         self._pending_bans.clear()
         self._pending_unbans.clear()
+        self._pending_history.clear()
 
     def _housekeeping(self) -> None:
         now = time.time()
@@ -224,7 +229,10 @@ class Daemon:
             self._last_ping = now
         if now - self._last_purge >= _PURGE_EVERY_SECS:
             self._last_purge = now
-            self._store.purge(now, _HISTORY_KEEP_SECS)
+            try:
+                self._store.purge(now, _HISTORY_KEEP_SECS)
+            except BastionError as error:
+                log.error("state not purged (will retry): %s", error)
 
     # --- control ------------------------------------------------------------------------------------
 
