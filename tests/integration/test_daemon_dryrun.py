@@ -190,3 +190,16 @@ def test_systemd_notification(bastiond: Bastiond) -> None:
     assert any("WATCHDOG=1" in message for message in messages[1:])
     output = bastiond.stop()
     assert "ready" in output
+
+
+def test_missing_nft_is_a_clear_error_at_start(bastiond: Bastiond) -> None:
+    """With the nftables backend and no ``nft`` on PATH, bastiond refuses to start and says what to install."""
+    bastiond.config.write_text(bastiond.config.read_text().replace("dry-run", "nftables"))
+    empty = bastiond.root / "empty-path"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(bastiond.config)],
+        capture_output=True, text=True, check=False, timeout=30, env={**os.environ, "PATH": str(empty)},
+    )
+    assert result.returncode == 1
+    assert "'nft' not found on PATH: install the nftables package" in result.stderr
