@@ -149,3 +149,16 @@ def test_statuses(parser: LineParser) -> None:
     )
     assert parser.parse(T + "Server listening on 0.0.0.0 port 22.") is LineStatus.NOISE
     assert parser.parse(T + "Something sshd never said before") is LineStatus.UNMATCHED
+
+
+def test_audit_records_plain_and_enriched(parser: LineParser) -> None:
+    """sshd's failed USER_AUTH audit record gives a failure for its addr=, also in auditd's enriched format."""
+    record = (
+        "type=USER_AUTH msg=audit(1668381071.000:373474): pid=173582 uid=0 auid=4294967295 ses=4294967295 "
+        "subj=system_u:system_r:sshd_t:s0-s0:c0.c1023 msg='op=PAM:authentication grantors=? acct=\"root\" "
+        "exe=\"/usr/sbin/sshd\" hostname=192.0.2.111 addr=192.0.2.111 terminal=ssh res=failed'"
+    )
+    for line in (record, record + '\x1dUID="root" AUID="unset"'):
+        event = parser.parse(line)
+        assert isinstance(event, Event)
+        assert (event.kind, event.ip, event.user, event.epoch) == (Kind.AUTH_FAILURE, "192.0.2.111", "root", 1668381071.0)

@@ -23,7 +23,8 @@ _RECORD = re.compile(
     r"type=(?P<type>USER_AUTH|USER_ERR|USER_LOGIN|USER_ACCT) msg=audit\((?P<epoch>\d+(?:\.\d+)?):\d+\): "
     r".*?pid=(?P<pid>\d+) .*?msg='op=(?P<op>\S+)(?: grantors=\S+)? acct=(?P<acct>\"[^\"]*\"|[0-9A-F]+) "
     r"exe=\"(?P<exe>[^\"]*)\" hostname=(?P<hostname>\S+) addr=(?P<addr>\S+) terminal=\S+ "
-    r"res=(?P<res>success|failed)'?",
+    # auditd's enriched format appends interpreted fields after a group separator (0x1d): UID="root" ...
+    r"res=(?P<res>success|failed)'?(?:\x1d.*)?",
     re.DOTALL,
 )
 # One failed login makes several records; only these two say "this attempt failed" once.
