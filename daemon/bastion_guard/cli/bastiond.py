@@ -90,20 +90,16 @@ def _config(args: argparse.Namespace) -> DaemonConfig:
             stale.unlink()
     else:
         config = load_config(args.config)
-    overrides: dict[str, object] = {}
-    if args.log is not None:
-        overrides["sources"] = (SourceConfig("file", args.log),)
-    if args.rules is not None:
-        overrides["rules_dir"] = args.rules
-    if args.state_dir is not None:
-        overrides["state_dir"] = args.state_dir
-    if args.runtime_dir is not None:
-        overrides["runtime_dir"] = args.runtime_dir
-    if args.firewall is not None:
-        overrides["firewall"] = args.firewall
-    if args.netns is not None:
-        overrides["netns"] = args.netns
-    return dataclasses.replace(config, **overrides) if overrides else config  # type: ignore[arg-type]
+    # Command-line options win over the file; an option left out keeps the configured value.
+    return dataclasses.replace(
+        config,
+        sources=(SourceConfig("file", args.log),) if args.log is not None else config.sources,
+        rules_dir=args.rules or config.rules_dir,
+        state_dir=args.state_dir or config.state_dir,
+        runtime_dir=args.runtime_dir or config.runtime_dir,
+        firewall=args.firewall or config.firewall,
+        netns=args.netns or config.netns,
+    )
 
 
 def _run(daemon: Daemon, *, demo: bool) -> int:

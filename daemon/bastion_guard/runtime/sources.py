@@ -19,7 +19,7 @@ from bastion_guard.events import Event
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.reading import SourceLine
 from bastion_guard.runtime.config import SourceConfig
-from bastion_guard.sources.base import FilePosition
+from bastion_guard.sources.base import Batch, FilePosition
 from bastion_guard.sources.file import FileFollower
 from bastion_guard.state.records import Position
 
@@ -125,7 +125,7 @@ class SourceReader(threading.Thread):
             if batch is None:
                 follower.wait(_WAIT_SECS)
                 continue
-            if hasattr(batch, "lines"):
+            if isinstance(batch, Batch):
                 position = Position(self._source, batch.position.identity, batch.position.offset, None)
                 put(SourceBatch(self._source, position, lines=batch.lines, skipped_long=batch.skipped_long))
             else:
