@@ -9,12 +9,13 @@ returns. A damaged file is moved aside and salvaged rather than stopping the dae
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,21 +156,11 @@ class StateStore:
         history_rows = [(rule, target, count, last) for (rule, target), (count, last) in history.items()]
         if not (position_rows or unban_rows or ban_rows or history_rows):
             return
-        with self._lock:
-            conn = self._live()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_UPSERT_POSITION, position_rows)
-                conn.executemany("DELETE FROM bans WHERE target = ?", unban_rows)
-                conn.executemany(_UPSERT_BAN, ban_rows)
-                conn.executemany(_UPSERT_HISTORY, history_rows)
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise StateError(self._explain("cannot save state to", exc)) from exc
-            except BaseException:
-                self._rollback(conn)
-                raise
+        with self._transaction("cannot save state to") as conn:
+            conn.executemany(_UPSERT_POSITION, position_rows)
+            conn.executemany("DELETE FROM bans WHERE target = ?", unban_rows)
+            conn.executemany(_UPSERT_BAN, ban_rows)
+            conn.executemany(_UPSERT_HISTORY, history_rows)
 
     def positions(self) -> dict[str, Position]:
         """The saved position of every source, by source name."""
@@ -205,20 +196,10 @@ class StateStore:
 
     def purge(self, now: float, history_older_than_secs: float) -> Purged:
         """Delete bans that ended by ``now`` and history older than the given age, so the file stays small."""
-        with self._lock:
-            conn = self._live()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                bans = conn.execute("DELETE FROM bans WHERE expires <= ?", (now,)).rowcount
-                cutoff = now - history_older_than_secs
-                history = conn.execute("DELETE FROM ban_history WHERE last_epoch < ?", (cutoff,)).rowcount
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise StateError(self._explain("cannot purge", exc)) from exc
-            except BaseException:
-                self._rollback(conn)
-                raise
+        with self._transaction("cannot purge") as conn:
+            bans = conn.execute("DELETE FROM bans WHERE expires <= ?", (now,)).rowcount
+            cutoff = now - history_older_than_secs
+            history = conn.execute("DELETE FROM ban_history WHERE last_epoch < ?", (cutoff,)).rowcount
         return Purged(bans=bans, history=history)
 
     def close(self) -> None:
@@ -258,6 +239,22 @@ class StateStore:
         except ValueError as exc:
             raise StateError(f"cannot read {self.path}: evidence of the ban of {target} is damaged: {exc}") from exc
         return BanRecord(target, rule, created, expires, offence, reason, origin, decoded)
+
+    @contextlib.contextmanager
+    def _transaction(self, failure: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block succeeds, rolled back (and explained) if not."""
+        with self._lock:
+            conn = self._live()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(conn)
+                raise StateError(self._explain(failure, exc)) from exc
+            except BaseException:
+                self._rollback(conn)
+                raise
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         """Undo an open transaction; SQLite may already have undone it (e.g. on a full disk)."""
