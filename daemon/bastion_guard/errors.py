@@ -7,7 +7,8 @@
      ├── SourceError          a log source cannot be read
      ├── StateError           the state database cannot be used (state/errors.py)
      ├── ActionError          a firewall change failed (actions/base.py)
-     └── ControlError         bastiond cannot be reached or refused a request (runtime/control.py)
+     ├── ControlError         bastiond cannot be reached or refused a request (runtime/control.py)
+     └── SshdConfigError      ``sshd -T`` could not report the effective configuration (hardening/)
 
 Every :class:`ConfigProblem` names the file, line, column and key path, so an operator can go straight
 to the mistake; a file with any problem is rejected whole.
