@@ -27,7 +27,7 @@ from bastion_guard.defaults import DEMO_LOG
 from bastion_guard.durations import format_duration
 from bastion_guard.errors import BastionError, ConfigError
 from bastion_guard.rules import load_rules
-from bastion_guard.runtime.config import FIREWALL_BACKENDS, DaemonConfig, SourceConfig, load_config
+from bastion_guard.runtime.config import FIREWALL_BACKENDS, DaemonConfig, MetricsConfig, SourceConfig, load_config
 from bastion_guard.runtime.daemon import Daemon, build_daemon
 
 log = logging.getLogger("bastiond")
@@ -84,6 +84,7 @@ def _config(args: argparse.Namespace) -> DaemonConfig:
         config = dataclasses.replace(
             config, sources=(SourceConfig("file", demo_log),), state_dir=base, runtime_dir=base / "run",
             firewall="dry-run", origin="demo defaults",
+            metrics=MetricsConfig(port=0),  # a demo beside a running bastiond must not fight over its port
         )
         # A fresh demo every time: no saved position or bans from an earlier run.
         for stale in base.glob("state.db*"):

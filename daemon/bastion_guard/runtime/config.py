@@ -10,6 +10,7 @@ Every key is optional; with no file at all the daemon runs on embedded defaults:
     runtime_dir: /run/bastiond
     firewall: {backend: nftables, netns: null}   # nftables | ipset | dry-run
     allowlist: [192.0.2.0/24]        # never banned, in addition to the rules' allowlists and loopback
+    metrics: {address: 127.0.0.1, port: 9474}   # Prometheus /metrics; port 0 turns it off
 
 Problems are reported all at once with file, line, column and key, as for rule files.
 """
@@ -29,6 +30,7 @@ from bastion_guard.rules.spec import Network
 DEFAULT_CONFIG = Path("/etc/bastion-guard/bastiond.yaml")
 AUTO_FILES = (Path("/var/log/auth.log"), Path("/var/log/secure"))
 FIREWALL_BACKENDS = ("nftables", "ipset", "dry-run")
+_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,14 @@ class SourceConfig:
     type: str  # "file" | "journal"
     path: Path | None = None
     from_end: bool = False  # with no saved position: start at the end instead of the beginning
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Where bastiond serves Prometheus metrics: loopback unless the operator says otherwise; port 0 = off."""
+
+    address: str = "127.0.0.1"
+    port: int = 9474
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,7 @@ class DaemonConfig:
     netns: str | None
     allowlist: tuple[Network, ...] = field(default=())
     origin: str = "embedded defaults"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -118,7 +129,26 @@ def _from_fields(fields: Fields, defaults: DaemonConfig, origin: str) -> DaemonC
         state_dir=Path(fields.get("state_dir", str, str(defaults.state_dir))),
         runtime_dir=Path(fields.get("runtime_dir", str, str(defaults.runtime_dir))),
         firewall=backend, netns=netns, allowlist=tuple(allowlist), origin=origin,
+        metrics=_metrics(fields, defaults.metrics),
     )
+
+
+def _metrics(fields: Fields, defaults: MetricsConfig) -> MetricsConfig:
+    section = fields.nested("metrics")
+    if section is None or not section.ok:
+        return defaults
+    address = section.get("address", str, defaults.address)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:  # a name could resolve to a public address; say which interface, by number
+        section.problem("address", f"{address!r} is not an IP address (127.0.0.1 keeps metrics on this host)")
+        address = defaults.address
+    port = section.count("port", defaults.port, minimum=0)
+    if port > _MAX_PORT:
+        section.problem("port", f"must be at most {_MAX_PORT} (0 turns metrics off)")
+        port = defaults.port
+    section.reject_unknown()
+    return MetricsConfig(address, port)
 
 
 def _sources(fields: Fields) -> tuple[SourceConfig, ...]:

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,13 +30,15 @@ from bastion_guard.actions.base import ActionError, BanElement, Firewall
 from bastion_guard.decisions import Decision, Verdict
 from bastion_guard.durations import parse_duration
 from bastion_guard.errors import BastionError, ConfigError, SourceError
-from bastion_guard.events import Event
+from bastion_guard.events import Event, Kind, Outcome
+from bastion_guard.metrics import Metrics
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.rules import Engine, RuleSet, load_rules
 from bastion_guard.runtime.config import DaemonConfig, SourceConfig
 from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.notify import Notifier
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
+from bastion_guard.sources.identity import FileIdentity
 from bastion_guard.state.records import BanRecord, Position
 from bastion_guard.state.store import StateStore
 
@@ -47,6 +50,7 @@ _PURGE_EVERY_SECS = 3600.0
 _HISTORY_KEEP_SECS = 90 * 86400.0
 _MANUAL_RULE = "manual"
 _LOGGED_BANS_PER_BATCH = 20
+_GAUGES_EVERY_SECS = 5.0  # gauges read from the store and the files; scrapes come every 15 s or so
 
 
 @dataclass
@@ -71,7 +75,10 @@ class _SourceState:
 class Daemon:
     """bastiond's processing loop. Build with :meth:`start`, run with :meth:`run`, end with :meth:`stop`."""
 
-    def __init__(self, config: DaemonConfig, ruleset: RuleSet, store: StateStore, firewall: Firewall) -> None:
+    def __init__(
+        self, config: DaemonConfig, ruleset: RuleSet, store: StateStore, firewall: Firewall,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
         self._ruleset = ruleset
         self._store = store
@@ -92,11 +99,19 @@ class Daemon:
         self._pending_unbans: set[str] = set()
         self._pending_history: dict[tuple[str, str], tuple[int, float]] = {}
         self.on_decision: Callable[[Decision], None] | None = None
+        self._metrics = Metrics(start_time=self._started) if metrics is None else metrics
+        self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
+        self._last_gauges = 0.0
 
     # --- life cycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Restore bans into the kernel, open the sources at their saved positions, open the control socket."""
+        if self.config.metrics.port:
+            try:
+                self._metrics.serve(self.config.metrics.address, self.config.metrics.port)
+            except BastionError as error:  # observability must never take the protection down
+                log.error("%s; running without metrics", error)
         now = time.time()
         active = self._store.active_expiries(now)
         self._firewall.restore([BanElement(target, expires - now) for target, expires in active])
@@ -104,8 +119,10 @@ class Daemon:
         saved = self._store.positions()
         for index, source in enumerate(self.config.sources):
             name = source_name(source, index)
-            state = _SourceState(source, name, LineParser(now))
+            # The saved position until the first batch: the lag gauge is known from the start.
+            state = _SourceState(source, name, LineParser(now), position=saved.get(name))
             self._sources[name] = state
+            self._metrics.add_source(name)
             reader = open_source(name, source, saved.get(name), self._inbox, self._stopping)
             self._readers.append(reader)
         for reader in self._readers:
@@ -113,6 +130,7 @@ class Daemon:
         self._control = ControlServer(self.config.socket_path, self._call_from_control)
         self._control.start()
         self._notifier.ready(f"following {', '.join(self._sources)}; {len(active)} bans restored")
+        self._metrics.mark_up()
         log.info("ready: %d sources, %d rules", len(self._sources), len(self._ruleset.rules))
 
     def run(self) -> None:
@@ -134,6 +152,7 @@ class Daemon:
     def stop(self) -> None:
         """Ask the loop and the sources to finish; positions are flushed by :meth:`run` on its way out."""
         self._notifier.stopping()
+        self._metrics.mark_down()
         self._stopping.set()
 
     def close(self) -> None:
@@ -142,41 +161,56 @@ class Daemon:
             reader.join(timeout=5)
         if self._control is not None:
             self._control.close()
+        self._metrics.close()
         self._firewall.stop()
         self._store.close()
 
     # --- processing ----------------------------------------------------------------------------------
 
     def _process(self, batch: SourceBatch) -> None:
+        started = time.perf_counter()
         state = self._sources[batch.source]
         if batch.error is not None:
             state.error = batch.error
+            self._metrics.source_error(batch.source)
             log.error("source %s: %s", batch.source, batch.error)
             return
         state.error = None
         state.skipped_long += batch.skipped_long
         decisions: list[Decision] = []
+        events: Counter[tuple[Kind, Outcome]] = Counter()
+        statuses: Counter[LineStatus] = Counter()
         feed = self._engine.feed
+        lines = 0
         for result in batch.parse_with(state.parser):
-            state.lines += 1
+            lines += 1
             if isinstance(result, Event):
-                state.events += 1
+                events[result.kind, result.outcome] += 1
                 found = feed(result)
                 if found:
                     decisions.extend(found)
-            elif result is LineStatus.UNMATCHED:
-                state.unmatched += 1
+            else:
+                statuses[result] += 1
+        state.lines += lines
+        state.events += events.total()
+        state.unmatched += statuses[LineStatus.UNMATCHED]
         state.parser.advance_clock(time.time())
         self._enforce(decisions)
         if batch.position is not None:
             state.position = batch.position
             self._pending_positions[batch.source] = batch.position
         self._commit()
+        self._metrics.observe_batch(
+            batch.source, lines=lines, events=events, unmatched=statuses[LineStatus.UNMATCHED],
+            skipped_long=batch.skipped_long, oversized=statuses[LineStatus.OVERSIZED],
+            malformed=statuses[LineStatus.MALFORMED], seconds=time.perf_counter() - started,
+        )
 
     def _enforce(self, decisions: list[Decision]) -> None:
         now = time.time()
         elements = []
         for decision in decisions:
+            self._metrics.decision(decision.rule, decision.verdict)
             if self.on_decision is not None:
                 self.on_decision(decision)
             if decision.verdict is Verdict.ALERT:
@@ -203,7 +237,10 @@ class Daemon:
             try:
                 self._firewall.ban(elements)
             except ActionError as error:
+                self._metrics.firewall_error()
                 log.error("firewall: %s", error)
+            else:
+                self._metrics.ban_action("ban", len(elements))
 
     def _commit(self) -> None:
         """Save positions with the bans they caused, atomically; on failure keep them and retry later."""
@@ -215,6 +252,7 @@ class Daemon:
                 sorted(self._pending_unbans), self._pending_history,
             )
         except BastionError as error:
+            self._metrics.commit_error()
             log.error("state not saved (will retry; the firewall keeps protecting): %s", error)
             return
         self._pending_positions.clear()
@@ -227,12 +265,26 @@ class Daemon:
         if self._notifier.watchdog_interval is not None and now - self._last_ping >= self._notifier.watchdog_interval:
             self._notifier.ping()
             self._last_ping = now
+        if now - self._last_gauges >= _GAUGES_EVERY_SECS:
+            self._last_gauges = now
+            self._refresh_gauges(now)
         if now - self._last_purge >= _PURGE_EVERY_SECS:
             self._last_purge = now
             try:
                 self._store.purge(now, _HISTORY_KEEP_SECS)
             except BastionError as error:
                 log.error("state not purged (will retry): %s", error)
+
+    def _refresh_gauges(self, now: float) -> None:
+        """Gauges cheaper to read every few seconds than to keep exact on every change."""
+        metrics = self._metrics
+        metrics.set_tracked_keys(self._engine.tracked_keys)
+        try:
+            metrics.set_active_bans(self._store.count_active(now) + len(self._pending_bans))
+        except BastionError as error:  # the commit path reports store trouble; keep the last value
+            log.debug("active bans not counted: %s", error)
+        for state in self._sources.values():
+            metrics.set_position_lag(state.name, position_lag(state.config, state.position))
 
     # --- control ------------------------------------------------------------------------------------
 
@@ -309,6 +361,8 @@ class Daemon:
         decision = Decision(Verdict.BAN, _MANUAL_RULE, target, now, duration, 0, 1, reason, (), origin="bastionctl")
         record = BanRecord.from_decision(decision)  # validates the target
         self._firewall.ban([BanElement(record.target, duration)])
+        self._metrics.decision(_MANUAL_RULE, Verdict.BAN)
+        self._metrics.ban_action("ban", 1)
         self._pending_bans[record.target] = record
         self._pending_unbans.discard(record.target)
         self._commit()
@@ -320,6 +374,7 @@ class Daemon:
         targets = [ban.target for ban in self._active(now)] if everything else [str(request.get("target", ""))]
         present = {ban.target for ban in self._active(now)}
         self._firewall.unban(targets)
+        self._metrics.ban_action("unban", len(targets))
         for target in targets:
             self._pending_bans.pop(target, None)
             self._pending_unbans.add(target)
@@ -351,6 +406,7 @@ class Daemon:
             return {"ok": False, "error": f"rules not reloaded, the running ones stay:\n{error}"}
         self._ruleset = ruleset
         self._engine = Engine(ruleset, extra_allowed=self.config.allowlist, history=self._history)
+        self._metrics.set_rules(_rule_verdicts(ruleset))
         log.info("reloaded %d rules from %s", len(ruleset.rules), self.config.rules_dir)
         return {"ok": True, "rules": [rule.name for rule in ruleset.rules]}
 
@@ -364,6 +420,25 @@ def source_name(source: SourceConfig, index: int) -> str:
     if source.type == "file" and source.path is not None:
         return f"file:{source.path}"
     return "journal" if index == 0 else f"journal#{index}"
+
+
+def position_lag(source: SourceConfig, position: Position | None) -> int | None:
+    """Bytes of the followed file after ``position``; None for the journal, before any position, or while the
+    position is in a rotated predecessor (the followed path is another file)."""
+    if source.path is None or position is None or position.identity is None:
+        return None
+    identity = FileIdentity.parse(position.identity)
+    try:
+        status = source.path.stat()
+    except OSError:
+        return None
+    if identity is None or not identity.same_inode(status):
+        return None
+    return status.st_size - position.offset
+
+
+def _rule_verdicts(ruleset: RuleSet) -> list[tuple[str, str]]:
+    return [(rule.name, rule.action.value) for rule in ruleset.rules]
 
 
 def ban_json(ban: BanRecord, now: float) -> dict[str, Any]:
