@@ -1,0 +1,112 @@
+"""Records: what goes through the spool, in one neutral JSON-able shape that every sink translates.
+
+``id`` is deterministic, so a record rebuilt from the same line after a crash or a replay has the same id:
+Elasticsearch uses it as ``_id`` (a duplicate ``create`` comes back 409 and counts as delivered), GELF and
+webhooks carry it so receivers can de-duplicate. Bodies hold no secrets, only what the log said and what we
+decided.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bastion_guard.decisions import Decision
+from bastion_guard.events import Event
+
+
+class RecordKind(enum.StrEnum):
+    """Families of records; sinks route on them (ECS data streams, webhook filters)."""
+
+    EVENT = "event"  # one parsed auth-log line
+    DECISION = "decision"  # a ban or alert decided by a rule (or arriving from elsewhere)
+    BAN = "ban"  # a ban enforced by hand (bastionctl ban)
+    UNBAN = "unban"  # a ban lifted (by hand, or by bastionctl unban --all)
+    KEY = "key"  # key lifecycle steps: revocations, rotations, offboarding summaries
+    AUDIT = "audit"  # daemon life cycle and configuration changes
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One spooled item. ``epoch`` is when it happened (event time), ``body`` is JSON-able."""
+
+    id: str
+    kind: RecordKind
+    epoch: float
+    body: dict[str, Any]
+
+    def to_json(self) -> str:
+        """The spool's stored form."""
+        return json.dumps({"id": self.id, "kind": self.kind.value, "epoch": self.epoch, "body": self.body},
+                          separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        return cls(data["id"], RecordKind(data["kind"]), float(data["epoch"]), data["body"])
+
+
+def record_id(*parts: object) -> str:
+    """A 32-hex-digit id from the parts that make a record unique (stable across processes and versions)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(str(part).encode("utf-8", "surrogateescape"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def iso_time(epoch: float, utc_offset: int = 0) -> str:
+    """RFC 3339 with milliseconds, in UTC (``Z``): what Elasticsearch and GELF receivers parse fastest."""
+    del utc_offset  # the original offset stays visible in event.original; shipped times are UTC
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_EVENT_FIELDS = (
+    "host", "program", "pid", "ip", "port", "user", "method", "key_type", "fingerprint", "cert_id",
+    "cert_serial", "client_host", "user_valid", "attributed_by", "detail",
+)
+
+
+def event_record(event: Event, bastion: str) -> Record:
+    """The record of one parsed line; ``bastion`` is this host's name (ids stay unique across a fleet)."""
+    body: dict[str, Any] = {
+        "kind": event.kind.value, "outcome": event.outcome.value, "utc_offset": event.utc_offset,
+        "source": event.source, "position": event.position, "raw": event.raw, "bastion": bastion,
+    }
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            body[name] = value
+    if event.repeat != 1:
+        body["repeat"] = event.repeat
+    rid = record_id("event", bastion, event.source, event.position, event.epoch, event.raw)
+    return Record(rid, RecordKind.EVENT, event.epoch, body)
+
+
+def decision_record(decision: Decision, bastion: str) -> Record:
+    """The record of a ban or alert decision, evidence included (as source/position pointers)."""
+    body: dict[str, Any] = {
+        "verdict": decision.verdict.value, "rule": decision.rule, "target": decision.target,
+        "duration_secs": decision.duration_secs, "expires": decision.expires, "count": decision.count,
+        "offence": decision.offence, "reason": decision.reason, "user": decision.user,
+        "origin": decision.origin, "bastion": bastion,
+        "evidence": [{"epoch": e.epoch, "source": e.source, "position": e.position} for e in decision.evidence],
+    }
+    rid = record_id("decision", bastion, decision.verdict.value, decision.rule, decision.target, decision.epoch,
+                    decision.offence)
+    return Record(rid, RecordKind.DECISION, decision.epoch, body)
+
+
+def action_record(kind: RecordKind, epoch: float, bastion: str, **fields: Any) -> Record:
+    """A record for manual bans/unbans, key lifecycle and audit steps: ``fields`` must be JSON-able.
+
+    The id covers every field, so the same step recorded twice (a re-run that repeats it) is one record.
+    """
+    body = {"bastion": bastion, **fields}
+    rid = record_id(kind.value, bastion, epoch, json.dumps(fields, sort_keys=True, default=str))
+    return Record(rid, kind, epoch, body)
