@@ -11,6 +11,7 @@ and the shell scripts parse. Grafana's queries run against a real Prometheus in 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import shutil
@@ -118,15 +119,18 @@ def test_target_is_reachable_only_through_the_bastion() -> None:
 
 
 def test_allowlisted_gateways_are_the_compose_networks() -> None:
-    """The bastion allowlists exactly the gateways of its published networks (your host's connections)."""
+    """The bastion allowlists exactly the networks' gateways (your host's connections), never the attacker."""
     networks = _compose()["networks"]
     gateways = {f"{network['ipam']['config'][0]['gateway']}/32"
                 for network in networks.values() if "ipam" in network}
     config = yaml.safe_load((REPO / "demo" / "bastion" / "bastiond.yaml").read_text())
     assert set(config["allowlist"]) == gateways
-    edge = networks["edge"]["ipam"]["config"][0]["subnet"]
-    address = SERVICES["bastion"]["networks"]["edge"]["ipv4_address"]
-    assert address.rsplit(".", 1)[0] == edge.split("/")[0].rsplit(".", 1)[0]
+    edge = ipaddress.ip_network(networks["edge"]["ipam"]["config"][0]["subnet"])
+    bastion = ipaddress.ip_address(SERVICES["bastion"]["networks"]["edge"]["ipv4_address"])
+    attacker = ipaddress.ip_address(SERVICES["attacker"]["networks"]["edge"]["ipv4_address"])
+    assert bastion in edge and attacker in edge
+    allowed = [ipaddress.ip_network(network) for network in config["allowlist"]]
+    assert not any(attacker in network for network in allowed), "the demo attacker would never be banned"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
