@@ -155,6 +155,8 @@ def test_every_secret_is_in_env_example() -> None:
     assert example["GRAYLOG_ROOT_PASSWORD_SHA2"] == hashlib.sha256(password).hexdigest()
     assert len(example["GRAYLOG_PASSWORD_SECRET"]) >= 64
     assert len(example["KIBANA_ENCRYPTION_KEY"]) >= 32
+    # the setup scripts put these into JSON and curl config text unescaped, as the file's comment warns
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", value) for value in example.values()), example
 
 
 def test_no_secret_is_written_into_the_compose_file() -> None:

@@ -62,12 +62,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "bastionctl audit": (
         "sudo bastionctl audit",
-        "sudo bastionctl audit --fix > /etc/ssh/sshd_config.d/00-bastion.conf",
+        "sudo bastionctl audit --fix | sudo tee /etc/ssh/sshd_config.d/00-bastion-guard.conf",
         "bastionctl audit --sshd-config ./sshd_config --no-self -o json",
     ),
     "bastionctl config-reference": (
         "bastionctl config-reference > docs/configuration.md",
-        "bastionctl config-reference --format yaml > /etc/bastion-guard/bastiond.yaml",
+        "bastionctl config-reference --format yaml > bastiond.yaml.example",
     ),
     "bastionctl completion": (
         "bastionctl completion bash | sudo tee /usr/share/bash-completion/completions/bastionctl",
