@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+DCLINT = shutil.which("dclint")  # npm package dclint: the Compose specification's JSON schema, and lint rules
 # A tag that names a release: 3.5.0, v3.5.0, 7.0.14, 3.11.7-slim-bookworm (major.minor at least).
 PINNED_TAG = re.compile(r"^v?\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?$")
 
@@ -68,12 +69,13 @@ def test_compose_file_parses_and_has_the_whole_stack() -> None:
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_image_is_pinned(name: str) -> None:
-    """Each image names a release (never latest, never bare); built images pin their base image too."""
+    """Each image names a release (never latest, never bare); a service built here pins its base images."""
     service = SERVICES[name]
-    image = service["image"]
-    repository, _, tag = image.rpartition(":")
-    assert repository and PINNED_TAG.match(tag), f"{name}: {image!r} is not pinned to a version"
-    if "build" in service:
+    assert ("image" in service) != ("build" in service), f"{name}: either an image or a build, not both"
+    if "image" in service:
+        repository, _, tag = service["image"].rpartition(":")
+        assert repository and PINNED_TAG.match(tag), f"{name}: {service['image']!r} is not pinned to a version"
+    else:
         bases = re.findall(r"^FROM\s+(\S+)", _dockerfile(service).read_text(), re.MULTILINE)
         assert bases, f"{name}: no FROM line"
         for base in bases:
@@ -228,3 +230,12 @@ def test_shell_scripts_parse(script: str) -> None:
     assert sh is not None
     result = subprocess.run([sh, "-n", str(REPO / script)], capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(DCLINT is None, reason="dclint is not installed (npm install -g dclint; .ci/run does)")
+def test_compose_file_passes_the_compose_schema() -> None:
+    """dclint validates the file against the Compose specification schema and reports no error."""
+    assert DCLINT is not None
+    result = subprocess.run([DCLINT, "--quiet", "--color=false", str(COMPOSE)], capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
