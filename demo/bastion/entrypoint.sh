@@ -9,8 +9,11 @@ if [ -f /keys/id_demo.pub ]; then
   install -m 0600 -o demo -g demo /keys/id_demo.pub /home/demo/.ssh/authorized_keys
 fi
 ssh-keygen -A
-touch /etc/ssh/revoked_keys.krl  # RevokedKeys must exist or sshd refuses every key
+# RevokedKeys must exist or sshd refuses every key: an empty KRL (bastion-guard's key rotation fills it)
+[ -e /etc/ssh/revoked_keys.krl ] || ssh-keygen -q -k -f /etc/ssh/revoked_keys.krl
 
+# followed from the first line sshd writes (kept across container restarts, like the state)
+[ -e /var/log/auth.log ] || install -m 0640 -g adm /dev/null /var/log/auth.log
 rsyslogd
 /usr/sbin/sshd -t
 /usr/sbin/sshd
