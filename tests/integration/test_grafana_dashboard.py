@@ -147,6 +147,14 @@ def test_dashboard_uses_only_metrics_bastiond_exposes() -> None:
     assert not unknown, unknown
 
 
+def test_dashboard_shows_every_metric() -> None:
+    """Each metric of the table has a panel: a metric added to metrics.py needs a panel here too."""
+    used = {re.sub(r"_(bucket|sum|count)$", "", name) for _, expr in _queries()
+            for name in re.findall(r"\bbastion_[a-z_]+", expr)}
+    missing = _documented_metrics() - used
+    assert not missing, f"no panel in {DASHBOARD.name} for {sorted(missing)}"
+
+
 QUERIES = _queries()
 
 
