@@ -5,7 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_LOG ?= daemon/bastion_guard/defaults/demo-auth.log
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean install uninstall
+
+# Install layout (GNU-style variables; DESTDIR stages into a directory, for packages and tests).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
 
 $(BIN)/bastionctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +40,38 @@ bench: $(BIN)/bastionctl
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info bench/out
+
+## install: the systemd unit (ExecStart pointing at $(BINDIR)/bastiond), a commented bastiond.yaml and the
+## rules in $(SYSCONFDIR)/bastion-guard (both kept if present: an upgrade never overwrites an operator's
+## files), and the shipped rules, alert rules and docs under $(DATADIR). The program itself is installed
+## with pip (docs/operations.md); no tmpfiles or logrotate snippet is needed (StateDirectory=,
+## RuntimeDirectory=, and bastiond logs to the journal only).
+install:
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/bastion-guard/rules \
+		$(DESTDIR)$(DATADIR)/bastion-guard/prometheus $(DESTDIR)$(DATADIR)/doc/bastion-guard
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/share/doc/|$(DATADIR)/doc/|g' systemd/bastiond.service \
+		> $(DESTDIR)$(UNITDIR)/bastiond.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/bastiond.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/bastiond.service.tmp $(DESTDIR)$(UNITDIR)/bastiond.service
+	install -m 0644 rules/*.yaml $(DESTDIR)$(DATADIR)/bastion-guard/rules/
+	install -m 0644 prometheus/bastion-guard.rules.yml prometheus/prometheus.yml \
+		$(DESTDIR)$(DATADIR)/bastion-guard/prometheus/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DATADIR)/doc/bastion-guard/
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/bastion-guard
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/bastion-guard/bastiond.yaml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/bastion-guard/bastiond.yaml (see packaging/bastiond.yaml for new keys)"; \
+	else \
+		install -m 0640 packaging/bastiond.yaml $(DESTDIR)$(SYSCONFDIR)/bastion-guard/bastiond.yaml; \
+	fi
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/bastion-guard/rules ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/bastion-guard/rules (compare with $(DATADIR)/bastion-guard/rules)"; \
+	else \
+		install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/bastion-guard/rules && \
+		install -m 0644 rules/*.yaml $(DESTDIR)$(SYSCONFDIR)/bastion-guard/rules/; \
+	fi
+
+## uninstall: remove what install placed, except the configuration and rules in $(SYSCONFDIR) and the state
+## in /var/lib/bastion-guard (docs/operations.md says how to remove those and the nft table)
+uninstall:
+	rm -f $(DESTDIR)$(UNITDIR)/bastiond.service
+	rm -rf $(DESTDIR)$(DATADIR)/bastion-guard $(DESTDIR)$(DATADIR)/doc/bastion-guard

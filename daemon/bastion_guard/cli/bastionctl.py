@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from bastion_guard import __version__
-from bastion_guard.cli import audit_cmd, control_cmds, parse_cmd, ssh_config_cmd, test_cmd
+from bastion_guard.cli import (
+    audit_cmd,
+    completion_cmd,
+    config_reference_cmd,
+    control_cmds,
+    help_texts,
+    parse_cmd,
+    ssh_config_cmd,
+    test_cmd,
+)
 from bastion_guard.cli.common import EXIT_OK, EXIT_USAGE
 
 
@@ -24,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     control_cmds.add_parsers(subparsers)
     ssh_config_cmd.add_parser(subparsers)
     audit_cmd.add_parser(subparsers)
-    return parser
+    config_reference_cmd.add_parser(subparsers)
+    completion_cmd.add_parser(subparsers, parser)
+    return help_texts.apply(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from bastion_guard import __version__
+from bastion_guard.cli import help_texts
 from bastion_guard.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from bastion_guard.decisions import Decision
 from bastion_guard.defaults import DEMO_LOG
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--netns", help="apply firewall changes inside this network namespace")
     parser.add_argument("--demo", action="store_true", help="run on the bundled demo log, no root needed")
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug details")
-    return parser
+    return help_texts.apply(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

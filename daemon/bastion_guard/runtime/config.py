@@ -18,7 +18,7 @@ Problems are reported all at once with file, line, column and key, as for rule f
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bastion_guard.config.yamlsrc import load_documents
@@ -33,35 +33,76 @@ FIREWALL_BACKENDS = ("nftables", "ipset", "dry-run")
 _MAX_PORT = 65535
 
 
+def doc(key: str, text: str, example: str, *, default: str | None = None) -> dict[str, str]:
+    """Field metadata for the configuration reference (``bastionctl config-reference``).
+
+    ``key`` is the path written in ``bastiond.yaml``, ``example`` a YAML snippet that sets it (tests load
+    every example, so the reference cannot document a key the loader would refuse), ``default`` the
+    default in words when the field has none of its own.
+    """
+    meta = {"key": key, "doc": text, "example": example}
+    if default is not None:
+        meta["default"] = default
+    return meta
+
+
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     """One log source: a file, or the systemd journal."""
 
-    type: str  # "file" | "journal"
-    path: Path | None = None
-    from_end: bool = False  # with no saved position: start at the end instead of the beginning
+    type: str = field(metadata=doc(
+        "sources[].type", "`file` follows a log file across rotation; `journal` reads the systemd journal "
+        "(matched on the trusted `_COMM` field, cursor saved).",
+        "sources: [{type: journal}, {type: file, path: /var/log/secure}]", default="file"))
+    path: Path | None = field(default=None, metadata=doc(
+        "sources[].path", "The file to follow (required for `type: file`).",
+        "sources: [{type: file, path: /var/log/secure}]"))
+    from_end: bool = field(default=False, metadata=doc(
+        "sources[].from_end", "With no saved position, start at the end of the file instead of the beginning "
+        "(an old log is not replayed on first start).",
+        "sources: [{type: file, path: /var/log/auth.log, from_end: true}]"))
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """Where bastiond serves Prometheus metrics: loopback unless the operator says otherwise; port 0 = off."""
 
-    address: str = "127.0.0.1"
-    port: int = 9474
+    address: str = field(default="127.0.0.1", metadata=doc(
+        "metrics.address", "IP address the `/metrics` endpoint listens on. A bastion faces the internet: widen "
+        "it only to an internal interface, and widen the unit's `IPAddressAllow=` with it.",
+        "metrics: {address: 10.0.0.5}"))
+    port: int = field(default=9474, metadata=doc(
+        "metrics.port", "TCP port of the `/metrics` endpoint; `0` turns metrics off.", "metrics: {port: 0}"))
 
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """The validated daemon configuration."""
 
-    sources: tuple[SourceConfig, ...]
-    rules_dir: Path
-    state_dir: Path
-    runtime_dir: Path
-    firewall: str
-    netns: str | None
-    allowlist: tuple[Network, ...] = field(default=())
-    origin: str = "embedded defaults"
+    sources: tuple[SourceConfig, ...] = field(metadata=doc(
+        "sources", "The logs to follow: a list of sources (see `sources[].*`), or `auto`.",
+        "sources: [{type: file, path: /var/log/auth.log}, {type: journal}]",
+        default="auto: /var/log/auth.log if present, else /var/log/secure, else the journal"))
+    rules_dir: Path = field(metadata=doc(
+        "rules_dir", "Directory of rule files (`*.yaml`); a file with any error is rejected whole.",
+        "rules_dir: /srv/bastion-guard/rules",
+        default="$BASTION_GUARD_RULES, else /etc/bastion-guard/rules if present, else the bundled rules"))
+    state_dir: Path = field(metadata=doc(
+        "state_dir", "Where `state.db` lives (positions, bans, ban history; SQLite, mode 0600).",
+        "state_dir: /srv/bastion-guard/state", default="/var/lib/bastion-guard"))
+    runtime_dir: Path = field(metadata=doc(
+        "runtime_dir", "Where the control socket `bastiond.sock` (mode 0600) is created.",
+        "runtime_dir: /run/bastion-guard", default="/run/bastiond"))
+    firewall: str = field(metadata=doc(
+        "firewall.backend", "How bans are enforced: `nftables` (own `inet` table, kernel-side expiry), `ipset`, "
+        "or `dry-run` (log only, changes nothing).", "firewall: {backend: dry-run}", default="nftables"))
+    netns: str | None = field(metadata=doc(
+        "firewall.netns", "Apply firewall changes inside this named network namespace (`ip netns`).",
+        "firewall: {netns: bastion}", default="none: the daemon's own namespace"))
+    allowlist: tuple[Network, ...] = field(default=(), metadata=doc(
+        "allowlist", "Addresses or CIDR networks never banned, in addition to the rules' allowlists and loopback.",
+        "allowlist: [192.0.2.0/24, 2001:db8::/32]"))
+    origin: str = "embedded defaults"  # where the configuration came from (a file name), for messages only
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
@@ -98,6 +139,8 @@ def load_config(path: Path | None) -> DaemonConfig:
             return default_config()
         path = DEFAULT_CONFIG
     documents = load_documents(path)
+    if not documents:  # empty or all comments (the installed default file): every key is optional
+        return replace(default_config(), origin=str(path))
     problems: list[ConfigProblem] = []
     if len(documents) > 1:
         problems.append(ConfigProblem(Location(str(path)), "", "expected one YAML document"))
