@@ -16,7 +16,6 @@ from typing import BinaryIO
 from bastion_guard.decisions import Decision
 from bastion_guard.events import Event
 from bastion_guard.parsing import LineParser, LineStatus
-from bastion_guard.parsing.block import BlockParser
 from bastion_guard.reading import iter_batches
 from bastion_guard.rules import Engine, RuleSet, RuleStats
 
@@ -60,15 +59,14 @@ def replay_stream(
     statuses = report.statuses
     decisions = report.decisions
     unmatched = report.unmatched
-    # Whole chunks at a time: see BlockParser for why, and for its equivalence to parser.parse per line.
-    parse_block = BlockParser(parser).parse_block
+    parse = parser.parse
     feed = engine.feed
     unmatched_status = LineStatus.UNMATCHED
     count = 0  # the line number of the line being handled, the total after the loop
     for offset, texts in iter_batches(stream):
-        first = count + 1
-        for text, result in zip(texts, parse_block(texts, name, range(first, first + len(texts))), strict=True):
+        for text in texts:
             count += 1
+            result = parse(text, name, count)
             if isinstance(result, Event):
                 by_kind[result.kind] += 1
                 by_outcome[result.outcome] += 1

@@ -16,7 +16,7 @@ from bastion_guard.events import Event
 from bastion_guard.parsing.audit import parse_audit
 from bastion_guard.parsing.context import ConnectionContext
 from bastion_guard.parsing.dropbear import parse_dropbear
-from bastion_guard.parsing.envelope import Envelope, EnvelopeReader, FastTables, untag
+from bastion_guard.parsing.envelope import Envelope, EnvelopeReader, untag
 from bastion_guard.parsing.privilege import parse_su, parse_sudo
 from bastion_guard.parsing.sshd import parse_sshd
 from bastion_guard.parsing.status import LineStatus
@@ -68,16 +68,6 @@ class LineParser:
         self._envelopes = EnvelopeReader(self._times)
         self._context = ConnectionContext()
         self.parse = self._make_parse()
-
-    @property
-    def context(self) -> ConnectionContext:
-        """Which sshd process serves which client (shared with :class:`~.block.BlockParser`)."""
-        return self._context
-
-    @property
-    def fast_tables(self) -> FastTables:
-        """What the envelope regex has learned (shared with :class:`~.block.BlockParser`)."""
-        return self._envelopes.fast
 
     def advance_clock(self, epoch: float) -> None:
         """Tell the parser what time it is now (while following a live log)."""
