@@ -1,5 +1,5 @@
-"""The fast paths give exactly what the plain paths give: LineParser.parse vs the regexes, and
-reading.iter_batches vs iter_lines.
+"""The fast paths give exactly what the plain paths give: LineParser.parse vs the regexes (line by line on
+made-up lines, and events and decisions on whole realistic logs), and reading.iter_batches vs iter_lines.
 
 ``LineParser.parse`` splits the common RFC 3339 line with ``str.split`` against tables the envelope
 regex filled (see ``parsing.envelope.FastTables``); ``LineParser._slow`` always runs the regexes. Both
@@ -11,13 +11,19 @@ stamps and separators, including the near misses the fast path must hand to the 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from datetime import UTC
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion_guard.events import Event
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.reading import iter_batches, iter_lines
+from bastion_guard.rules import Engine, load_rules
 
 REFERENCE = 1795899600.0
 
@@ -130,3 +136,51 @@ def test_batches_hold_the_lines_of_iter_lines(data: bytes, chunk_bytes: int) -> 
     batches = list(iter_batches(io.BytesIO(data), chunk_bytes))
     assert [text for _, texts in batches for text in texts] == lines
     assert (batches[-1][0] if batches else 0) == len(data)
+
+
+_GENERATOR = Path(__file__).resolve().parents[2] / "bench" / "gen_authlog.py"
+_CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+_RULES = Path(__file__).resolve().parents[2] / "rules"
+
+
+def _generated_log(log_format: str, lines: int, seed: int) -> list[str]:
+    """Lines of the benchmark's own realistic auth.log (mixed attacks, IPv4 and IPv6, hostile user names)."""
+    run = subprocess.run(
+        [sys.executable, str(_GENERATOR), "--lines", str(lines), "--format", log_format, "--seed", str(seed),
+         "--out", "-"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return run.stdout.decode("ascii").splitlines()
+
+
+def _realistic_logs() -> list[object]:
+    logs = [(f"generated {fmt}", _generated_log(fmt, 30_000, 7)) for fmt in ("rfc3339", "traditional")]
+    logs += [(path.name, path.read_text(encoding="utf-8").splitlines()) for path in sorted(_CORPUS.glob("*.log"))]
+    return [pytest.param(name, lines, id=name) for name, lines in logs]
+
+
+@pytest.mark.parametrize(("name", "lines"), _realistic_logs())
+def test_fast_path_gives_the_regex_paths_events_and_decisions(name: str, lines: list[str]) -> None:
+    """On whole realistic logs, events and the engine's decisions are those of the regex path.
+
+    Per-line equality already implies equal decisions; feeding both engines states it for the contract that
+    matters (``bastionctl test`` and the daemon), and makes sure the logs exercise the rules at all.
+    """
+    ruleset = load_rules(_RULES)
+    fast_parser, slow_parser = LineParser(REFERENCE, UTC), LineParser(REFERENCE, UTC)
+    fast_engine, slow_engine = Engine(ruleset), Engine(ruleset)
+    fast_decisions, slow_decisions = [], []
+    events = 0
+    for position, line in enumerate(lines, 1):
+        fast = fast_parser.parse(line, name, position)
+        slow = slow_parser._slow(line, name, position)
+        _same(fast, slow)
+        if isinstance(fast, Event) and isinstance(slow, Event):
+            events += 1
+            fast_decisions.extend(fast_engine.feed(fast))
+            slow_decisions.extend(slow_engine.feed(slow))
+    assert events > len(lines) // 2  # the logs are mostly events: this compares real work
+    assert fast_decisions == slow_decisions
+    assert fast_engine.stats == slow_engine.stats
+    if name.startswith("generated"):
+        assert len(fast_decisions) > 10  # brute force, scanners and enumeration in the generated log are banned
