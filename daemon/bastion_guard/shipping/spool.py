@@ -285,9 +285,7 @@ class Spool:
             over_bytes = bounds.max_bytes and size + incoming_bytes > bounds.max_bytes
             if (over_records or over_bytes) and bounds.policy is Policy.DROP_NEWEST:
                 rows = self._fit_newest(conn, rows, records, size)
-            before = conn.total_changes
-            conn.executemany(_INSERT, rows)
-            added = conn.total_changes - before
+            added = max(0, conn.executemany(_INSERT, rows).rowcount)  # sqlite3_changes(): triggers not counted
             if (over_records or over_bytes) and bounds.policy is Policy.DROP_OLDEST:
                 self._drop_oldest(conn)
         return added
@@ -296,8 +294,10 @@ class Spool:
         """Keep the rows that still fit; count the rest as dropped for every sink. Ids already waiting are
         no loss (a replayed batch), so they are left to the insert to ignore."""
         kept = []
+        dropped = 0
         for row in rows:
             if conn.execute("SELECT 1 FROM records WHERE id = ? AND only_sink IS NULL", (row[0],)).fetchone():
+                kept.append(row)  # the insert ignores it
                 continue
             row_bytes = row[4]
             fits_records = not self.bounds.max_records or records + 1 <= self.bounds.max_records
@@ -306,7 +306,8 @@ class Spool:
                 kept.append(row)
                 records += 1
                 size += row_bytes
-        dropped = len(rows) - len(kept)
+            else:
+                dropped += 1
         if dropped:
             for (sink,) in conn.execute("SELECT sink FROM cursors").fetchall():
                 self._dropped(sink, dropped)
