@@ -7,6 +7,7 @@ It is not Elasticsearch (that cannot run here); it is the part of its protocol o
   the vendored media type; requests must send the REST-compatibility media type (``application/vnd.
   elasticsearch+json; compatible-with=N``) with N the server's major or the one before, as a real server
   demands: an 8.x double refuses the 9.x client's ``compatible-with=9``;
+- TLS when given a server context (the client then verifies it against a CA file);
 - authentication: an API key (``Authorization: ApiKey ...``) or basic auth, else 401 ``security_exception``;
 - ``GET /`` (cluster info), ``PUT _ilm/policy/<name>``, ``PUT _index_template/<name>`` (validated shape);
 - ``POST _bulk``: NDJSON action/source pairs; data streams (``logs-*``) take only ``create``; a ``create``
@@ -26,6 +27,7 @@ import contextlib
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +60,8 @@ class ElasticsearchDouble:
     """The double's state and switches. ``start()`` it, point the client at :attr:`url`, ``stop()`` it."""
 
     def __init__(self, *, api_key: str | None = None, basic: tuple[str, str] | None = None,
-                 major: int = 8) -> None:
+                 major: int = 8, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.api_key = api_key
         self.basic = basic
         self.major = major
@@ -79,13 +82,20 @@ class ElasticsearchDouble:
     @property
     def url(self) -> str:
         """The base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def up(self) -> bool:
+        """Whether it is listening."""
+        return self._server is not None
 
     # --- life cycle and switches ---------------------------------------------------------------------------
 
     def start(self) -> ElasticsearchDouble:
         """Listen (on a free port the first time, on the same port after :meth:`go_down`)."""
         self._server = _Server(("127.0.0.1", self.port), self)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
