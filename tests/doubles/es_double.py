@@ -9,7 +9,8 @@ It is not Elasticsearch (that cannot run here); it is the part of its protocol o
   demands: an 8.x double refuses the 9.x client's ``compatible-with=9``;
 - TLS when given a server context (the client then verifies it against a CA file);
 - authentication: an API key (``Authorization: ApiKey ...``) or basic auth, else 401 ``security_exception``;
-- ``GET /`` (cluster info), ``PUT _ilm/policy/<name>``, ``PUT _index_template/<name>`` (validated shape);
+- ``GET /`` (cluster info), ``PUT _ilm/policy/<name>``, ``PUT _index_template/<name>`` (validated shape),
+  ``GET <index>/_count``;
 - ``POST _bulk``: NDJSON action/source pairs; data streams (``logs-*``) take only ``create``; a ``create``
   of an existing ``_id`` is 409 ``version_conflict_engine_exception``; ``@timestamp`` is required; ``source.ip``
   and ``related.ip`` must be IP addresses (``mapper_parsing_exception`` otherwise), as the template maps them;
@@ -32,6 +33,8 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import orjson
 
 _MEDIA = "application/vnd.elasticsearch+json;compatible-with={major}"
 
@@ -169,9 +172,9 @@ class ElasticsearchDouble:
         items = []
         for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
             try:
-                action = json.loads(action_line)
-                source = json.loads(source_line)
-            except ValueError:
+                action = orjson.loads(action_line)
+                source = orjson.loads(source_line)
+            except orjson.JSONDecodeError:
                 return 400, _error(400, "x_content_parse_exception", "failed to parse bulk line"), {}
             items.append(self._item(action, source))
         errors = any(next(iter(item.values()))["status"] >= 300 for item in items)
@@ -290,6 +293,10 @@ class _Handler(BaseHTTPRequestHandler):
             with double.lock:
                 double.templates[path.rsplit("/", 1)[1]] = template
             self._reply(200, {"acknowledged": True})
+        elif path.endswith("/_count") and method in ("GET", "POST"):
+            with double.lock:
+                count = len(double.documents.get(path[1:].split("/", 1)[0], {}))
+            self._reply(200, {"count": count, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}})
         elif path == "/_bulk" and method in ("POST", "PUT"):
             status, answer, headers = double.bulk(body)
             self._reply(status, answer, headers)
@@ -311,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        data = orjson.dumps(body)
         self.send_response(status)
         self.send_header("X-Elastic-Product", "Elasticsearch")
         self.send_header("Content-Type", _MEDIA.format(major=self.server.double.major))
@@ -321,3 +328,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+if __name__ == "__main__":  # a standalone double in its own process (the shipping benchmark runs it so)
+    import sys
+    import time
+
+    server = ElasticsearchDouble().start()
+    print(server.port, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    server.stop()
+    time.sleep(0)

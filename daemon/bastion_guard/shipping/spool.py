@@ -32,8 +32,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from bastion_guard.errors import BastionError
-from bastion_guard.shipping.records import Record
+from bastion_guard.shipping.records import Record, RecordKind
 from bastion_guard.state.files import create_file, prepare_directory
 
 _BUSY_TIMEOUT_SECS = 10.0
@@ -63,7 +65,7 @@ END;
 _INSERT = ("INSERT OR IGNORE INTO records (id, kind, epoch, body, bytes, added, only_sink) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
 _PENDING = "seq > ? AND (only_sink IS NULL OR only_sink = ?)"
-_Row = tuple[str, str, float, str, int, float, str | None]  # id, kind, epoch, body, bytes, added, only_sink
+_Row = tuple[str, str, float, bytes, int, float, str | None]  # id, kind, epoch, body, bytes, added, only_sink
 
 
 class SpoolError(BastionError):
@@ -128,6 +130,7 @@ class Spool:
         self._conn = conn
         self._clock = clock
         self._lock = threading.Lock()
+        self._durable = True  # the connection's synchronous setting: FULL (True) or NORMAL
 
     @classmethod
     def open(
@@ -169,7 +172,7 @@ class Spool:
         now = self._clock()
         rows: list[_Row] = []
         for record in records:
-            body = record.to_json()
+            body = encode(record)
             rows.append((record.id, record.kind.value, record.epoch, body, len(body), now, None))
         return self._insert(rows)
 
@@ -183,17 +186,19 @@ class Spool:
                 f"SELECT seq, body FROM records WHERE {_PENDING} ORDER BY seq LIMIT ?",  # noqa: S608 (constant)
                 (cursor, sink, limit),
             ).fetchall()
-        return [Queued(seq, Record.from_json(body)) for seq, body in rows]
+        return [Queued(seq, decode(body)) for seq, body in rows]
 
     def complete(self, sink: str, through_seq: int, rejected: Sequence[tuple[Record, str]] = ()) -> None:
         """``sink`` finished everything up to ``through_seq``; ``rejected`` go to the dead-letter store. One
         transaction: a crash leaves either both or neither, so a rejection is never recorded twice."""
         now = self._clock()
-        with self._transaction() as conn:
+        # Not fsync'ed by itself: losing a cursor step to a power cut only re-sends records (duplicates the far
+        # end drops by id); the next append's FULL commit makes it durable with the records anyway.
+        with self._transaction(durable=bool(rejected)) as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO deadletters (sink, id, kind, epoch, body, reason, rejected) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(sink, r.id, r.kind.value, r.epoch, r.to_json(), reason, now) for r, reason in rejected],
+                [(sink, r.id, r.kind.value, r.epoch, encode(r), reason, now) for r, reason in rejected],
             )
             conn.execute("UPDATE cursors SET seq = MAX(seq, ?) WHERE sink = ?", (through_seq, sink))
             self._collect(conn, sink, through_seq)
@@ -230,7 +235,7 @@ class Spool:
             params = (sink,)
         with self._locked() as conn:
             rows = conn.execute(sql + " ORDER BY number", params).fetchall()
-        return [DeadLetter(number, name, Record.from_json(body), reason, at) for number, name, body, reason, at in rows]
+        return [DeadLetter(number, name, decode(body), reason, at) for number, name, body, reason, at in rows]
 
     def dead_letter(self, number: int) -> DeadLetter | None:
         """One dead letter by its number."""
@@ -246,7 +251,7 @@ class Spool:
         now = self._clock()
         with self._transaction() as conn:
             for letter in letters:
-                body = letter.record.to_json()
+                body = encode(letter.record)
                 # A copy of the same id waiting for that sink already is enough: replace it at the end.
                 conn.execute("DELETE FROM records WHERE id = ? AND only_sink = ?", (letter.record.id, letter.sink))
                 conn.execute(_INSERT, (letter.record.id, letter.record.kind.value, letter.record.epoch, body,
@@ -366,10 +371,14 @@ class Spool:
                 raise SpoolError(f"cannot read spool {self.path}: {error}") from error
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable`` commits with an fsync (synchronous FULL), else WAL NORMAL."""
         with self._lock:
             conn = self._conn
             try:
+                if durable is not self._durable:
+                    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                    self._durable = durable
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
@@ -381,6 +390,18 @@ class Spool:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+
+def encode(record: Record) -> bytes:
+    """The stored form: :meth:`Record.to_json`'s JSON as UTF-8 bytes, by orjson (five times faster than json,
+    and JSON encoding is the largest cost of spooling)."""
+    return orjson.dumps({"id": record.id, "kind": record.kind.value, "epoch": record.epoch, "body": record.body})
+
+
+def decode(stored: bytes | str) -> Record:
+    """Inverse of :func:`encode` (also reads what :meth:`Record.to_json` wrote)."""
+    data = orjson.loads(stored)
+    return Record(data["id"], RecordKind(data["kind"]), float(data["epoch"]), data["body"])
 
 
 def prepare_directory_or_fail(path: Path) -> None:
