@@ -63,8 +63,9 @@ class ElasticsearchDouble:
     """The double's state and switches. ``start()`` it, point the client at :attr:`url`, ``stop()`` it."""
 
     def __init__(self, *, api_key: str | None = None, basic: tuple[str, str] | None = None,
-                 major: int = 8, tls: ssl.SSLContext | None = None) -> None:
+                 major: int = 8, tls: ssl.SSLContext | None = None, manage: bool = True) -> None:
         self.tls = tls
+        self.manage = manage  # False: the credentials lack manage_ilm / manage_index_templates (403)
         self.api_key = api_key
         self.basic = basic
         self.major = major
@@ -273,7 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(401, _error(401, "security_exception", "missing authentication credentials for REST "
                                     "request [" + path + "]"), {"WWW-Authenticate": 'ApiKey, Basic realm="security"'})
             return
-        if path == "/" and method in ("GET", "HEAD"):
+        if not double.manage and method == "PUT" and path.startswith(("/_ilm/", "/_index_template/")):
+            self._reply(403, _error(403, "security_exception", f"action [{path}] is unauthorized for API key"))
+        elif path == "/" and method in ("GET", "HEAD"):
             self._reply(200, {"name": "double", "cluster_name": "bastion-test", "cluster_uuid": "double",
                               "version": {"number": f"{double.major}.15.0", "build_flavor": "default"},
                               "tagline": "You Know, for Search"})

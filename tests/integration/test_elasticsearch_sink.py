@@ -77,6 +77,16 @@ def test_whole_request_throttle_carries_retry_after(double: ElasticsearchDouble)
     assert not double.templates, "setup: false installs nothing"
 
 
+def test_without_manage_privileges_it_writes_anyway() -> None:
+    """A writer-only key (create_doc, auto_configure) gets 403 on setup: the sink still delivers."""
+    double = ElasticsearchDouble(manage=False).start()
+    try:
+        assert {d.result for d in sink_for(double.url).deliver(records(2))} == {Result.DELIVERED}
+        assert not double.templates and len(double.ids(AUDIT)) == 2
+    finally:
+        double.stop()
+
+
 def test_down_is_retry_and_unhealthy(double: ElasticsearchDouble) -> None:
     """Connection refused: retry, and the health check says so; back up: healthy, delivered."""
     sink = sink_for(double.url)
