@@ -61,6 +61,11 @@ EXPORTER = textwrap.dedent("""
     metrics.set_position_lag(source, 0)
     metrics.source_error("journal")
     metrics.commit_error()
+    metrics.add_output("es")
+    metrics.output_events("es", "sent", 5)
+    metrics.set_output_queue("es", 3, 1.5)
+    metrics.observe_send("es", 0.01)
+    metrics.set_output_up("es", True)
     metrics.mark_up()
     print(server.server_address[1], flush=True)
     while True:
@@ -195,7 +200,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 def test_every_documented_metric_is_scraped(stack: Stack) -> None:
     """Each metric of metrics.py's table can be queried and has data in Prometheus."""
     names = _documented_names()
-    assert len(names) == 16
+    assert len(names) == 21
     missing = [name for name in names if not stack.result(name)]
     assert not missing, f"no data in Prometheus for {missing}"
 
