@@ -123,3 +123,12 @@ def test_a_sink_removed_from_the_configuration_holds_nothing_back(tmp_path: Path
     assert spool.size()[0] == 0
     with pytest.raises(SpoolError, match="old"):
         spool.read("old", 1)
+
+
+def test_a_damaged_spool_is_moved_aside_and_replaced(tmp_path: Path) -> None:
+    """Garbage in spool.db must not stop the daemon: the file is kept aside and an empty spool opens."""
+    path = tmp_path / "spool.db"
+    path.write_bytes(b"this is not a database" * 100)
+    spool = Spool.open(path, ["es"], clock=lambda: 1234.0)
+    assert spool.append(records(2)) == 2
+    assert (tmp_path / "spool.db.damaged-1234").read_bytes().startswith(b"this is not a database")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import sqlite3
 import threading
 import time
@@ -36,7 +37,9 @@ import orjson
 
 from bastion_guard.errors import BastionError
 from bastion_guard.shipping.records import Record, RecordKind
-from bastion_guard.state.files import create_file, prepare_directory
+from bastion_guard.state.files import SIDECARS, create_file, prepare_directory
+
+log = logging.getLogger("bastiond.shipping")
 
 _BUSY_TIMEOUT_SECS = 10.0
 _SCHEMA = """
@@ -144,13 +147,20 @@ class Spool:
         """
         prepare_directory_or_fail(path)
         try:
-            conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_SECS, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a record appended is on disk before the source position that follows it is committed.
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.executescript(_SCHEMA)
-        except sqlite3.Error as error:
-            raise SpoolError(f"cannot open spool {path}: {error}") from error
+            conn = _connect(path)
+        except sqlite3.DatabaseError as error:
+            # A damaged spool must not keep the daemon (and its bans) down: move it aside, start empty.
+            # What it held is lost to shipping, never to detection; the file stays for an operator.
+            moved = path.with_name(f"{path.name}.damaged-{int(clock())}")
+            log.error("spool %s is damaged (%s); moved to %s, starting an empty one", path, error, moved)
+            try:
+                path.rename(moved)
+                for suffix in SIDECARS:
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                prepare_directory_or_fail(path)
+                conn = _connect(path)
+            except (OSError, sqlite3.Error) as again:
+                raise SpoolError(f"cannot open spool {path}: {again}") from again
         spool = cls(path, conn, bounds or Bounds(), clock)
         spool.set_sinks(sinks)
         return spool
@@ -390,6 +400,20 @@ class Spool:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with the schema; sqlite3 errors propagate (a damaged file among them)."""
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_SECS, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a record appended is on disk before the source position that follows it is committed.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.executescript(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def encode(record: Record) -> bytes:
