@@ -7,7 +7,7 @@ detection path's rate measured on the same log in the same run.
 * loop side of shipping: build each event's record and ``Spool.append`` it in batches of ``--batch`` events,
   as the daemon's loop does before it commits a position (the cost shipping adds to detection);
 * end to end: the same appends while one worker thread delivers to the Elasticsearch protocol test double
-  (tests/doubles/es_double.py, in its own process as a cluster would be) over HTTP in bulks of 500, timed
+  (tests/doubles/es_double.py, in its own process as a cluster would be) over HTTP in bulks of up to 2000, timed
   until the spool is empty. The double is a Python server that parses every document, so this is a lower
   bound for a real cluster.
 
@@ -95,7 +95,7 @@ def end_to_end(directory: Path, events: list[Event], batch: int) -> dict[str, An
     url = f"http://127.0.0.1:{int(double.stdout.readline())}"
     spool = Spool.open(directory / "end-to-end.db", ["es"], Bounds(max_bytes=0))
     sink = ElasticsearchSink(ElasticsearchConfig(hosts=(url,)), "es")
-    worker = Worker(sink, spool, batch_size=500, backoff=Backoff(0.01, 0.1))
+    worker = Worker(sink, spool, backoff=Backoff(0.01, 0.1))
     try:
         sink.health()
         started, cpu_started = time.perf_counter(), time.process_time()

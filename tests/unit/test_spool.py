@@ -132,3 +132,13 @@ def test_a_damaged_spool_is_moved_aside_and_replaced(tmp_path: Path) -> None:
     spool = Spool.open(path, ["es"], clock=lambda: 1234.0)
     assert spool.append(records(2)) == 2
     assert (tmp_path / "spool.db.damaged-1234").read_bytes().startswith(b"this is not a database")
+
+
+def test_read_stops_at_the_byte_budget(tmp_path: Path) -> None:
+    """A batch stops before its stored size passes max_bytes, but always holds one record."""
+    spool = Spool.open(tmp_path / "spool.db", ["es"])
+    spool.append(records(10))
+    one = spool.size()[1] // 10
+    assert len(spool.read("es", 100, max_bytes=one * 3 + one // 2)) == 3
+    assert len(spool.read("es", 100, max_bytes=1)) == 1
+    assert len(spool.read("es", 5, max_bytes=10**9)) == 5

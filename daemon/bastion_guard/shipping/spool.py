@@ -188,15 +188,23 @@ class Spool:
 
     # --- the consumers (one worker per sink) --------------------------------------------------------------
 
-    def read(self, sink: str, limit: int) -> list[Queued]:
-        """Up to ``limit`` records after ``sink``'s cursor, oldest first."""
+    def read(self, sink: str, limit: int, max_bytes: int = 0) -> list[Queued]:
+        """Up to ``limit`` records after ``sink``'s cursor, oldest first; with ``max_bytes``, stop before the
+        stored size passes it (one record at least), so a batch of long lines stays a sane request size."""
         with self._locked() as conn:
             cursor = self._cursor(conn, sink)
             rows = conn.execute(
-                f"SELECT seq, body FROM records WHERE {_PENDING} ORDER BY seq LIMIT ?",  # noqa: S608 (constant)
+                f"SELECT seq, body, bytes FROM records WHERE {_PENDING} ORDER BY seq LIMIT ?",  # noqa: S608
                 (cursor, sink, limit),
             ).fetchall()
-        return [Queued(seq, decode(body)) for seq, body in rows]
+        if max_bytes:
+            total = 0
+            for index, (_seq, _body, size) in enumerate(rows):
+                total += size
+                if total > max_bytes and index:
+                    rows = rows[:index]
+                    break
+        return [Queued(seq, decode(body)) for seq, body, _size in rows]
 
     def complete(self, sink: str, through_seq: int, rejected: Sequence[tuple[Record, str]] = ()) -> None:
         """``sink`` finished everything up to ``through_seq``; ``rejected`` go to the dead-letter store. One

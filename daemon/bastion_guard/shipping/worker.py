@@ -91,7 +91,8 @@ class Worker:
     """Delivers one sink's share of the spool from a thread. ``start``, then ``stop`` and ``join``."""
 
     def __init__(
-        self, sink: Sink, spool: Spool, *, metrics: DeliveryMetrics | None = None, batch_size: int = 500,
+        self, sink: Sink, spool: Spool, *, metrics: DeliveryMetrics | None = None, batch_size: int = 2000,
+        batch_bytes: int = 8 * 1024 * 1024,
         backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None, rng: random.Random | None = None,
     ) -> None:
@@ -99,7 +100,10 @@ class Worker:
         self.spool = spool
         self.status = WorkerStatus(Health(False, "not checked yet"))
         self._metrics: DeliveryMetrics = metrics or _NoMetrics()
+        # 2000 records or 8 MiB of spooled JSON (about twice that as ECS NDJSON): inside Elasticsearch's 100 MB
+        # request limit even for 64 KiB lines, and large enough that per-request costs stay small.
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._backoff = backoff or Backoff()
         self._clock = clock
         self._stop = threading.Event()
@@ -148,7 +152,7 @@ class Worker:
     def run_once(self) -> bool:
         """Deliver one batch to the end (or until stopped); return whether there was anything to deliver."""
         try:
-            batch = self.spool.read(self.sink.name, self._batch_size)
+            batch = self.spool.read(self.sink.name, self._batch_size, self._batch_bytes)
         except SpoolError as error:
             log.error("sink %s: %s", self.sink.name, error)
             self._sleep(self._backoff.max_secs)
