@@ -335,10 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":  # a standalone double in its own process (the shipping benchmark runs it so)
     import sys
-    import time
 
     server = ElasticsearchDouble().start()
     print(server.port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     server.stop()
-    time.sleep(0)
