@@ -30,13 +30,22 @@ bastion_tracked_keys                   gauge     (keys the rules are counting)
 bastion_firewall_errors_total          counter
 bastion_state_commit_errors_total      counter
 bastion_processing_seconds             histogram (per batch: parse, decide, enforce, commit)
+bastion_output_events_total            counter   output, result (sent, skipped, failed, retried, rejected,
+                                                 dropped)
+bastion_output_queue_events            gauge     output (records in the spool the sink has not finished)
+bastion_output_queue_oldest_age_seconds gauge    output (age of the oldest of them; 0 when none)
+bastion_output_send_duration_seconds   histogram output (one delivery call: a bulk request, a GELF batch)
+bastion_output_up                      gauge     output (1 while the far end answers, else 0)
 ====================================== ========= =========================================================
 
-Room for later issues: the sinks (``bastion_output_events_total{output,result}``,
-``bastion_output_queue_events{output}``, ``bastion_output_send_duration_seconds{output}``), the webhook
-action (as an ``output`` of those) and key offboarding (``bastion_keys_revoked_total``) declare their
-metrics here, in :meth:`Metrics.__init__`, in the same change as the code that sets them. Nothing is
-declared ahead of that: a metric that is exported but never set looks like "all quiet" on a dashboard.
+``output`` is a configured sink name (bounded by the configuration). Results: ``sent`` delivered (an
+idempotent duplicate included), ``skipped`` not for this sink, ``failed`` a delivery attempt that must be
+retried, ``retried`` a record sent again, ``rejected`` dead-lettered, ``dropped`` lost to a full spool.
+
+Room for later issues: the webhook action (an ``output`` of the shipping metrics) and key offboarding
+(``bastion_keys_revoked_total``) declare their metrics here, in :meth:`Metrics.__init__`, in the same
+change as the code that sets them. Nothing is declared ahead of that: a metric that is exported but never
+set looks like "all quiet" on a dashboard.
 
 Counters are exposed the way client_python does it, including the ``*_created`` series of the classic text
 format (Prometheus asks for OpenMetrics, where they are part of the family, not extra series).
@@ -68,6 +77,12 @@ SKIP_REASONS = ("long", "oversized", "malformed")
 """Why a line was counted and not parsed: ``long``, skipped unread by the file source (over its 64 KiB
 line limit); ``oversized``, read but over the parser's limit (or a journal entry too big to take);
 ``malformed``, no syslog envelope and not a bare sshd message (or not a journal entry)."""
+
+OUTPUT_RESULTS = ("sent", "skipped", "failed", "retried", "rejected", "dropped")
+"""What happened to shipped records, per output (see the table above)."""
+
+# One delivery call: a bulk request on a LAN takes milliseconds; a timeout is seconds.
+SEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 BAN_ACTIONS = ("ban", "unban")
 """Changes handed to the firewall, counted per address."""
@@ -181,6 +196,19 @@ class Metrics:
                                       "to the state database (retried with the next batch).", registry=registry)
         self._processing = Histogram("bastion_processing_seconds", "Time to parse, decide, enforce and commit "
                                      "one batch.", buckets=PROCESSING_BUCKETS, registry=registry)
+
+        self._output_events = Counter("bastion_output_events_total", "Shipped records by output (sink) and "
+                                      "result: sent, skipped, failed, retried, rejected (dead-lettered), "
+                                      "dropped (spool full).", ["output", "result"], registry=registry)
+        self._output_queue = Gauge("bastion_output_queue_events", "Records in the spool an output has not "
+                                   "finished yet.", ["output"], registry=registry)
+        self._output_oldest = Gauge("bastion_output_queue_oldest_age_seconds", "Age of the oldest record an "
+                                    "output has not finished (0 when none).", ["output"], registry=registry)
+        self._output_send = Histogram("bastion_output_send_duration_seconds", "Time of one delivery call to an "
+                                      "output.", ["output"], buckets=SEND_BUCKETS, registry=registry)
+        self._output_up = Gauge("bastion_output_up", "1 while an output's far end answers, else 0.", ["output"],
+                                registry=registry)
+        self._per_output: dict[str, dict[str, _Child]] = {}
 
         self._per_source: dict[str, _SourceSeries] = {}
         self._event_series: dict[tuple[Kind, Outcome], _Child] = {
@@ -316,6 +344,40 @@ class Metrics:
         """Positions and bans could not be saved (the daemon retries)."""
         self._commit_errors.inc()
 
+    # --- shipping ---------------------------------------------------------------------------------------
+
+    def add_output(self, output: str) -> None:
+        """Create the series of a configured sink at 0 (idempotent)."""
+        if output not in self._per_output:
+            self._per_output[output] = {
+                result: self._output_events.labels(output=output, result=result) for result in OUTPUT_RESULTS
+            }
+            self._output_queue.labels(output=output).set(0)
+            self._output_oldest.labels(output=output).set(0)
+            self._output_send.labels(output=output)
+            self._output_up.labels(output=output).set(0)
+
+    def output_events(self, output: str, result: str, count: int) -> None:
+        """``count`` records of ``output`` had ``result`` (one of :data:`OUTPUT_RESULTS`)."""
+        if result not in OUTPUT_RESULTS:
+            raise ValueError(f"unknown output result {result!r} (known: {', '.join(OUTPUT_RESULTS)})")
+        self.add_output(output)
+        if count:
+            self._per_output[output][result].inc(count)
+
+    def set_output_queue(self, output: str, depth: int, oldest_age_secs: float | None) -> None:
+        """The spool backlog of ``output``."""
+        self._output_queue.labels(output=output).set(depth)
+        self._output_oldest.labels(output=output).set(oldest_age_secs or 0.0)
+
+    def observe_send(self, output: str, seconds: float) -> None:
+        """One delivery call to ``output`` took ``seconds``."""
+        self._output_send.labels(output=output).observe(seconds)
+
+    def set_output_up(self, output: str, up: bool) -> None:
+        """Whether ``output``'s far end answers."""
+        self._output_up.labels(output=output).set(1 if up else 0)
+
     # --- serving ----------------------------------------------------------------------------------------
 
     def serve(self, address: str = DEFAULT_ADDRESS, port: int = DEFAULT_PORT) -> WSGIServer | None:
@@ -358,4 +420,6 @@ class Metrics:
         return child
 
 
-__all__ = ["BAN_ACTIONS", "DEFAULT_ADDRESS", "DEFAULT_PORT", "EVENT_OUTCOMES", "SKIP_REASONS", "Metrics"]
+__all__ = [
+    "BAN_ACTIONS", "DEFAULT_ADDRESS", "DEFAULT_PORT", "EVENT_OUTCOMES", "OUTPUT_RESULTS", "SKIP_REASONS", "Metrics",
+]

@@ -61,6 +61,11 @@ EXPORTER = textwrap.dedent("""
     metrics.set_position_lag(source, 0)
     metrics.source_error("journal")
     metrics.commit_error()
+    metrics.add_output("es")
+    metrics.output_events("es", "sent", 5)
+    metrics.set_output_queue("es", 3, 1.5)
+    metrics.observe_send("es", 0.01)
+    metrics.set_output_up("es", True)
     metrics.mark_up()
     print(server.server_address[1], flush=True)
     while True:
@@ -195,7 +200,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 def test_every_documented_metric_is_scraped(stack: Stack) -> None:
     """Each metric of metrics.py's table can be queried and has data in Prometheus."""
     names = _documented_names()
-    assert len(names) == 16
+    assert len(names) == 21
     missing = [name for name in names if not stack.result(name)]
     assert not missing, f"no data in Prometheus for {missing}"
 
@@ -217,7 +222,7 @@ def test_scraped_values_and_labels(stack: Stack) -> None:
 def test_every_alert_expression_executes(stack: Stack) -> None:
     """Each alert rule's expression runs as an instant query without error (an empty result is fine)."""
     rules = _alert_rules()
-    assert len(rules) == 7
+    assert len(rules) == 9
     for rule in rules:
         answer = stack.query(rule["expr"])
         assert answer["status"] == "success", (rule["alert"], answer)
@@ -246,7 +251,7 @@ def test_promtool_check_rules() -> None:
     result = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True,
                             check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 @needs_promtool

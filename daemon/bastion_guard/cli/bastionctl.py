@@ -12,6 +12,7 @@ from bastion_guard.cli import (
     completion_cmd,
     config_reference_cmd,
     control_cmds,
+    deadletter_cmd,
     help_texts,
     parse_cmd,
     ssh_config_cmd,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     control_cmds.add_parsers(subparsers)
     ssh_config_cmd.add_parser(subparsers)
     audit_cmd.add_parser(subparsers)
+    deadletter_cmd.add_parser(subparsers)
     config_reference_cmd.add_parser(subparsers)
     completion_cmd.add_parser(subparsers, parser)
     return help_texts.apply(parser)

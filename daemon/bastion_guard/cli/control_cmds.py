@@ -95,7 +95,24 @@ def _status(args: argparse.Namespace) -> int:
             f"source {source['name']}: {source['lines']} lines, {source['events']} events, "
             f"{source['unmatched']} unrecognised, {source['skipped_long']} too long; at {source['position']}{error}"
         )
+    lines += shipping_lines(reply.get("shipping"))
     return _emit(args, reply, "\n".join(lines))
+
+
+def shipping_lines(shipping: dict[str, Any] | None) -> list[str]:
+    """The spool and its sinks, as ``bastionctl status`` shows them."""
+    if shipping is None:
+        return ["shipping: no sinks configured"]
+    if shipping.get("error"):
+        return [f"spool {shipping['spool']}: ERROR: {shipping['error']}"]
+    lines = [f"spool {shipping['spool']}: {shipping['records']} records, {shipping['bytes']} bytes, "
+             f"{shipping['dead_letters']} dead letters"]
+    for sink in shipping["sinks"]:
+        age = "" if sink["oldest_age_secs"] is None else f", oldest {format_duration(sink['oldest_age_secs'])}"
+        state = "ok" if sink["healthy"] else "FAILING"
+        lines.append(f"sink {sink['name']}: {state} ({sink['health']}); {sink['depth']} waiting{age}, "
+                     f"{sink['delivered']} delivered this run")
+    return lines
 
 
 def _bans(args: argparse.Namespace) -> int:

@@ -25,6 +25,13 @@ DESCRIPTIONS: dict[str, str] = {
     "offences of the same address.",
     "bastionctl reload": "Reload the rules (like SIGHUP). A rule set with any error is refused and the running "
     "one stays.",
+    "bastionctl deadletter": "Records a sink refused for good (for example an Elasticsearch mapping error): "
+    "list them, show one with its record, or put them back in the spool once the cause is fixed. Reads "
+    "spool.db directly, so it works whether or not bastiond runs.",
+    "bastionctl deadletter list": "List dead letters: number, sink, record kind, when and why they were refused.",
+    "bastionctl deadletter show": "Show one dead letter with its full record and the sink's reason.",
+    "bastionctl deadletter replay": "Put dead letters back in the spool for the sink that refused them; the "
+    "running bastiond delivers them again (same ids, so nothing is duplicated).",
 }
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -69,6 +76,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "bastionctl config-reference > docs/configuration.md",
         "bastionctl config-reference --format yaml > bastiond.yaml.example",
     ),
+    "bastionctl deadletter": ("bastionctl deadletter", "bastionctl deadletter list --sink es -o json"),
+    "bastionctl deadletter list": ("bastionctl deadletter list", "bastionctl deadletter list --sink es"),
+    "bastionctl deadletter show": ("bastionctl deadletter show 3", "bastionctl deadletter show 3 -o json"),
+    "bastionctl deadletter replay": ("bastionctl deadletter replay 3 4", "bastionctl deadletter replay --sink es"),
     "bastionctl completion": (
         "bastionctl completion bash | sudo tee /usr/share/bash-completion/completions/bastionctl",
         "bastionctl completion zsh > \"${fpath[1]}/_bastionctl\"",

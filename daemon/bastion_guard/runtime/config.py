@@ -11,6 +11,8 @@ Every key is optional; with no file at all the daemon runs on embedded defaults:
     firewall: {backend: nftables, netns: null}   # nftables | ipset | dry-run
     allowlist: [192.0.2.0/24]        # never banned, in addition to the rules' allowlists and loopback
     metrics: {address: 127.0.0.1, port: 9474}   # Prometheus /metrics; port 0 turns it off
+    spool: {max_bytes: 256MiB, policy: drop_oldest}   # shipping/config.py
+    sinks: [{type: elasticsearch, name: es, hosts: [...]}]   # none: no spool, nothing shipped
 
 Problems are reported all at once with file, line, column and key, as for rule files.
 """
@@ -26,6 +28,7 @@ from bastion_guard.defaults import default_rules_dir
 from bastion_guard.errors import ConfigError, ConfigProblem, Location
 from bastion_guard.rules.fields import Fields
 from bastion_guard.rules.spec import Network
+from bastion_guard.shipping.config import SinkConfig, SpoolConfig, parse_sinks, parse_spool
 
 DEFAULT_CONFIG = Path("/etc/bastion-guard/bastiond.yaml")
 AUTO_FILES = (Path("/var/log/auth.log"), Path("/var/log/secure"))
@@ -104,6 +107,8 @@ class DaemonConfig:
         "allowlist: [192.0.2.0/24, 2001:db8::/32]"))
     origin: str = "embedded defaults"  # where the configuration came from (a file name), for messages only
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)  # see shipping/config.py
+    sinks: tuple[SinkConfig, ...] = ()
 
     @property
     def socket_path(self) -> Path:
@@ -114,6 +119,11 @@ class DaemonConfig:
     def state_path(self) -> Path:
         """The SQLite state database."""
         return self.state_dir / "state.db"
+
+    @property
+    def spool_path(self) -> Path:
+        """The outbound spool (its own SQLite file: sink threads never contend with the ban path)."""
+        return self.state_dir / "spool.db"
 
 
 def auto_sources() -> tuple[SourceConfig, ...]:
@@ -172,7 +182,7 @@ def _from_fields(fields: Fields, defaults: DaemonConfig, origin: str) -> DaemonC
         state_dir=Path(fields.get("state_dir", str, str(defaults.state_dir))),
         runtime_dir=Path(fields.get("runtime_dir", str, str(defaults.runtime_dir))),
         firewall=backend, netns=netns, allowlist=tuple(allowlist), origin=origin,
-        metrics=_metrics(fields, defaults.metrics),
+        metrics=_metrics(fields, defaults.metrics), spool=parse_spool(fields), sinks=parse_sinks(fields),
     )
 
 

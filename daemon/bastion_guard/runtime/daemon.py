@@ -37,7 +37,9 @@ from bastion_guard.rules import Engine, RuleSet, load_rules
 from bastion_guard.runtime.config import DaemonConfig, SourceConfig
 from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.notify import Notifier
+from bastion_guard.runtime.shipping import Shipping, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
+from bastion_guard.shipping.records import RecordKind
 from bastion_guard.sources.identity import FileIdentity
 from bastion_guard.state.records import BanRecord, Position
 from bastion_guard.state.store import StateStore
@@ -102,6 +104,7 @@ class Daemon:
         self._metrics = Metrics(start_time=self._started) if metrics is None else metrics
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
         self._last_gauges = 0.0
+        self._shipping: Shipping | None = None  # None: no sinks configured, nothing spooled
 
     # --- life cycle ----------------------------------------------------------------------------------
 
@@ -116,6 +119,9 @@ class Daemon:
         active = self._store.active_expiries(now)
         self._firewall.restore([BanElement(target, expires - now) for target, expires in active])
         log.info("restored %d active bans into the %s firewall", len(active), self.config.firewall)
+        self._shipping = open_shipping(self.config, self._metrics)
+        if self._shipping is not None:
+            self._shipping.start()
         saved = self._store.positions()
         for index, source in enumerate(self.config.sources):
             name = source_name(source, index)
@@ -161,6 +167,8 @@ class Daemon:
             reader.join(timeout=5)
         if self._control is not None:
             self._control.close()
+        if self._shipping is not None:
+            self._shipping.stop()
         self._metrics.close()
         self._firewall.stop()
         self._store.close()
@@ -181,11 +189,14 @@ class Daemon:
         events: Counter[tuple[Kind, Outcome]] = Counter()
         statuses: Counter[LineStatus] = Counter()
         feed = self._engine.feed
+        shipped: list[Event] | None = None if self._shipping is None else []
         lines = 0
         for result in batch.parse_with(state.parser):
             lines += 1
             if isinstance(result, Event):
                 events[result.kind, result.outcome] += 1
+                if shipped is not None:
+                    shipped.append(result)
                 found = feed(result)
                 if found:
                     decisions.extend(found)
@@ -196,6 +207,8 @@ class Daemon:
         state.unmatched += statuses[LineStatus.UNMATCHED]
         state.parser.advance_clock(time.time())
         self._enforce(decisions)
+        if self._shipping is not None and shipped is not None:  # spooled before the position is committed
+            self._shipping.append_batch(shipped, decisions)
         if batch.position is not None:
             state.position = batch.position
             self._pending_positions[batch.source] = batch.position
@@ -285,6 +298,8 @@ class Daemon:
             log.debug("active bans not counted: %s", error)
         for state in self._sources.values():
             metrics.set_position_lag(state.name, position_lag(state.config, state.position))
+        if self._shipping is not None:
+            self._shipping.refresh_gauges()
 
     # --- control ------------------------------------------------------------------------------------
 
@@ -330,6 +345,7 @@ class Daemon:
             "active_bans": self._store.count_active(now) + len(self._pending_bans),
             "tracked_keys": self._engine.tracked_keys,
             "unsaved": bool(self._pending_positions or self._pending_bans or self._pending_unbans),
+            "shipping": None if self._shipping is None else self._shipping.status(),
             "sources": [
                 {
                     "name": state.name, "type": state.config.type,
@@ -365,6 +381,9 @@ class Daemon:
         self._metrics.ban_action("ban", 1)
         self._pending_bans[record.target] = record
         self._pending_unbans.discard(record.target)
+        if self._shipping is not None:
+            self._shipping.append_action(RecordKind.BAN, now, target=record.target, rule=_MANUAL_RULE,
+                                         duration_secs=duration, reason=reason, origin="bastionctl")
         self._commit()
         return {"ok": True, "ban": ban_json(record, now)}
 
@@ -379,6 +398,8 @@ class Daemon:
             self._pending_bans.pop(target, None)
             self._pending_unbans.add(target)
             self._engine.forget_ban(target)
+            if self._shipping is not None and target in present:
+                self._shipping.append_action(RecordKind.UNBAN, now, target=target, origin="bastionctl")
         self._commit()
         return {
             "ok": True,

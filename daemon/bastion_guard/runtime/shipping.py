@@ -1,0 +1,139 @@
+"""The daemon's side of shipping: records into the spool on the loop, one worker thread per sink.
+
+The processing loop calls :meth:`Shipping.append_batch` with a batch's events and decisions **before** it
+commits the source position: a crash in between replays the batch, the records get the same ids, and the
+spool ignores them, so nothing is lost and nothing is shipped twice. With no sinks configured there is no
+:class:`Shipping` at all (:func:`open_shipping` returns None): no spool file, no threads, no cost per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from bastion_guard.decisions import Decision
+from bastion_guard.events import Event
+from bastion_guard.metrics import Metrics
+from bastion_guard.runtime.config import DaemonConfig
+from bastion_guard.shipping.base import Sink
+from bastion_guard.shipping.factory import SINK_TYPES
+from bastion_guard.shipping.records import Record, RecordKind, action_record, decision_record, event_record
+from bastion_guard.shipping.spool import Spool, SpoolError
+from bastion_guard.shipping.worker import Backoff, Worker
+
+log = logging.getLogger("bastiond.shipping")
+
+
+class Shipping:
+    """The spool and its workers, owned by the daemon."""
+
+    def __init__(self, spool: Spool, sinks: Sequence[Sink], metrics: Metrics, backoff: Backoff,
+                 bastion: str | None = None) -> None:
+        self.spool = spool
+        self.bastion = bastion or socket.gethostname()
+        self._metrics = metrics
+        self.workers = [Worker(sink, spool, metrics=metrics, backoff=backoff) for sink in sinks]
+        for sink in sinks:
+            metrics.add_output(sink.name)
+        spool.on_drop = self._dropped
+        self._drop_logged: set[str] = set()
+
+    def start(self) -> None:
+        """Start one worker per sink (each checks its far end first, from its own thread)."""
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        """Stop the workers (a batch in flight is sent again after the next start), then close the spool."""
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.join(timeout=10)
+        self.spool.close()
+
+    def append_batch(self, events: Sequence[Event], decisions: Sequence[Decision]) -> None:
+        """Spool one batch's events and decisions (call before committing its position)."""
+        bastion = self.bastion
+        records = [event_record(event, bastion) for event in events]
+        records += [decision_record(decision, bastion) for decision in decisions]
+        self.append(records)
+
+    def append_action(self, kind: RecordKind, epoch: float, **fields: Any) -> None:
+        """Spool a manual ban, an unban, a key or an audit step."""
+        self.append([action_record(kind, epoch, self.bastion, **fields)])
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Spool ``records`` and wake the workers. A spool that cannot be written (a full disk) costs the
+        shipped copies, never the protection: the error is logged and counted as drops, and the loop goes on
+        to commit the position and the bans."""
+        if not records:
+            return
+        try:
+            self.spool.append(records)
+        except SpoolError as error:
+            log.error("%s; %d records not shipped", error, len(records))
+            for worker in self.workers:
+                self._metrics.output_events(worker.sink.name, "dropped", len(records))
+            return
+        for worker in self.workers:
+            worker.notify()
+
+    def refresh_gauges(self) -> None:
+        """Spool depth and oldest age per sink, for the metrics."""
+        try:
+            backlog = self.spool.backlog()
+        except SpoolError as error:
+            log.debug("spool backlog not read: %s", error)
+            return
+        for entry in backlog:
+            self._metrics.set_output_queue(entry.sink, entry.depth, entry.oldest_age_secs)
+
+    def status(self) -> dict[str, Any]:
+        """What ``bastionctl status`` shows: the spool's size and, per sink, backlog and health."""
+        try:
+            backlog = {entry.sink: entry for entry in self.spool.backlog()}
+            records, size = self.spool.size()
+            dead = len(self.spool.dead_letters())
+        except SpoolError as error:
+            return {"spool": str(self.spool.path), "error": str(error), "sinks": []}
+        sinks = []
+        for worker in self.workers:
+            entry = backlog.get(worker.sink.name)
+            status = worker.status
+            sinks.append({
+                "name": worker.sink.name, "healthy": status.health.ok, "health": status.health.detail,
+                "depth": entry.depth if entry else 0,
+                "oldest_age_secs": None if entry is None or entry.oldest_age_secs is None
+                else round(entry.oldest_age_secs, 1),
+                "delivered": status.delivered, "failing_since": status.failing_since,
+            })
+        return {"spool": str(self.spool.path), "records": records, "bytes": size, "dead_letters": dead,
+                "sinks": sinks}
+
+    def _dropped(self, sink: str, count: int) -> None:
+        self._metrics.output_events(sink, "dropped", count)
+        if sink not in self._drop_logged:  # once per sink and run: a full spool stays full for a while
+            self._drop_logged.add(sink)
+            log.error("spool full (%s): dropping records for sink %s by policy %s; see "
+                      "bastion_output_events_total{result=\"dropped\"}", self.spool.path, sink,
+                      self.spool.bounds.policy)
+
+
+def open_shipping(config: DaemonConfig, metrics: Metrics) -> Shipping | None:
+    """Build the sinks and open the spool as ``config`` says; None when no sink is configured."""
+    if not config.sinks:
+        return None
+    sinks: list[Sink] = []
+    try:
+        for entry in config.sinks:
+            _parse, build = SINK_TYPES[entry.type]
+            sinks.append(build(entry.options, entry.name))
+        spool = Spool.open(config.spool_path, [sink.name for sink in sinks], config.spool.bounds)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    backoff = Backoff(config.spool.backoff_initial_secs, config.spool.backoff_max_secs)
+    return Shipping(spool, sinks, metrics, backoff)

@@ -1,0 +1,206 @@
+"""The Elasticsearch sink with the official client against the Elasticsearch protocol test double.
+
+The double (tests/doubles/es_double.py) is a local HTTP server that enforces the parts of the real protocol
+the sink relies on: the product header, REST-compatibility media types, auth, data-stream create-only
+writes, 409 on a duplicate _id, per-item statuses. Real Elasticsearch cannot run on this machine.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bastion_guard.shipping.base import Result
+from bastion_guard.shipping.elasticsearch import ElasticsearchSink
+from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
+from bastion_guard.shipping.records import Record, RecordKind, action_record
+from bastion_guard.shipping.secrets import SecretRef
+from bastion_guard.shipping.spool import Spool
+from bastion_guard.shipping.worker import Backoff, Worker
+from doubles.es_double import ElasticsearchDouble
+
+AUDIT = "logs-bastion.audit-default"
+
+
+def records(count: int, start: int = 0) -> list[Record]:
+    """Distinct audit records (ids depend on the number)."""
+    return [action_record(RecordKind.AUDIT, 1_700_000_000.0 + n, "bastion1", action="step", number=n)
+            for n in range(start, start + count)]
+
+
+@pytest.fixture
+def double() -> Iterator[ElasticsearchDouble]:
+    """A running double without auth."""
+    server = ElasticsearchDouble().start()
+    yield server
+    server.stop()
+
+
+def sink_for(url: str, **options: object) -> ElasticsearchSink:
+    """A sink on ``url`` with a short timeout."""
+    return ElasticsearchSink(ElasticsearchConfig(hosts=(url,), timeout_secs=2.0, **options), "es")  # type: ignore[arg-type]
+
+
+def test_bulk_create_statuses_map_to_deliveries(double: ElasticsearchDouble) -> None:
+    """201 and 409 delivered, item 429 retried, 400 mapping error rejected; templates and ILM installed once."""
+    sink = sink_for(double.url)
+    batch = records(3)
+    odd = action_record(RecordKind.AUDIT, 1_700_000_000.0, "bastion1", action="step", oops="x")
+    assert [d.result for d in sink.deliver(batch[:2])] == [Result.DELIVERED] * 2
+    double.throttle(items=1)
+    double.reject_field("bastion.audit.oops")
+    results = sink.deliver([batch[2], batch[0], batch[1], odd])  # 429, two duplicates (409), a mapping error
+    assert [d.result for d in results] == [Result.RETRY, Result.DELIVERED, Result.DELIVERED, Result.REJECTED]
+    assert results[3].reason.startswith("400 mapper_parsing_exception: failed to parse field [bastion.audit.oops]")
+    assert double.statuses == {201: 2, 409: 2, 429: 1, 400: 1}
+    assert double.ids(AUDIT) == {batch[0].id, batch[1].id}
+    assert set(double.templates) == {"logs-bastion.auth", "logs-bastion.audit"}
+    template = double.templates["logs-bastion.auth"]
+    assert template["index_patterns"] == ["logs-bastion.auth-*"] and template["priority"] == 501
+    assert template["data_stream"] == {} and template["template"]["settings"]["index.lifecycle.name"] == "bastion-logs"
+    assert "delete" in double.policies["bastion-logs"]["phases"]
+    assert double.requests["PUT /_index_template/logs-bastion.auth"] == 1, "installed on first use only"
+
+
+def test_whole_request_throttle_carries_retry_after(double: ElasticsearchDouble) -> None:
+    """A 429 for the whole bulk request: every record retries, with the server's Retry-After."""
+    sink = sink_for(double.url, setup=False)
+    double.throttle(requests=1, retry_after=12)
+    results = sink.deliver(records(2))
+    assert {(d.result, d.retry_after_secs) for d in results} == {(Result.RETRY, 12.0)}
+    assert not double.templates, "setup: false installs nothing"
+
+
+def test_without_manage_privileges_it_writes_anyway() -> None:
+    """A writer-only key (create_doc, auto_configure) gets 403 on setup: the sink still delivers."""
+    double = ElasticsearchDouble(manage=False).start()
+    try:
+        assert {d.result for d in sink_for(double.url).deliver(records(2))} == {Result.DELIVERED}
+        assert not double.templates and len(double.ids(AUDIT)) == 2
+    finally:
+        double.stop()
+
+
+def test_down_is_retry_and_unhealthy(double: ElasticsearchDouble) -> None:
+    """Connection refused: retry, and the health check says so; back up: healthy, delivered."""
+    sink = sink_for(double.url)
+    double.go_down()
+    assert {d.result for d in sink.deliver(records(2))} == {Result.RETRY}
+    health = sink.health()
+    assert not health.ok and "cannot reach" in health.detail
+    double.come_up()
+    assert sink.health().ok
+    assert {d.result for d in sink.deliver(records(2))} == {Result.DELIVERED}
+
+
+def test_api_key_and_basic_auth(tmp_path: Path) -> None:
+    """The right API key or password is accepted; a wrong one is a 401 retry (never a dead letter), not shown."""
+    key_file = tmp_path / "key"
+    key_file.write_text("right-key\n")
+    double = ElasticsearchDouble(api_key="right-key", basic=("shipper", "s3cret-pass")).start()
+    try:
+        assert sink_for(double.url, api_key=SecretRef(key_file)).health().ok
+        password = tmp_path / "password"
+        password.write_text("s3cret-pass")
+        basic = sink_for(double.url, username="shipper", password=SecretRef(password))
+        assert {d.result for d in basic.deliver(records(1))} == {Result.DELIVERED}
+        key_file.write_text("wrong-key")
+        wrong = sink_for(double.url, api_key=SecretRef(key_file))
+        health = wrong.health()
+        assert not health.ok and "401" in health.detail and "security_exception" in health.detail
+        results = wrong.deliver(records(1, start=5))
+        assert {d.result for d in results} == {Result.RETRY}
+        assert "wrong-key" not in repr(wrong) + health.detail + results[0].reason
+    finally:
+        double.stop()
+
+
+@pytest.mark.parametrize(("major", "works"), [(8, True), (9, True), (10, False)])
+def test_client_works_with_8_and_9_servers(major: int, works: bool) -> None:
+    """The 8.x client's compatible-with=8 is accepted by 8.x and 9.x servers; a server two majors on refuses it."""
+    double = ElasticsearchDouble(major=major).start()
+    try:
+        health = sink_for(double.url).health()
+        assert health.ok is works, health.detail
+        if not works:
+            assert "media_type_header_exception" in health.detail
+    finally:
+        double.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test CA")
+def test_tls_verified_against_the_ca_file(tmp_path: Path) -> None:
+    """HTTPS with a self-signed CA: verified with ca_file; refused (retry) against the system CAs."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    double = ElasticsearchDouble(tls=context).start()
+    try:
+        assert double.url.startswith("https://")
+        trusted = sink_for(double.url, ca_file=cert)
+        assert {d.result for d in trusted.deliver(records(1))} == {Result.DELIVERED}
+        untrusted = sink_for(double.url)
+        assert {d.result for d in untrusted.deliver(records(1, start=1))} == {Result.RETRY}
+        assert not untrusted.health().ok
+    finally:
+        double.stop()
+
+
+class OutageTime:
+    """Simulated time for a long outage: events keep arriving, the cluster comes back after ``outage_secs``."""
+
+    def __init__(self, double: ElasticsearchDouble, spool: Spool, outage_secs: float) -> None:
+        self.now = 0.0
+        self.double = double
+        self.spool = spool
+        self.outage_secs = outage_secs
+        self.appended = 0
+        self.sleeps = 0
+
+    def clock(self) -> float:
+        """Now."""
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Time passes; ten new events arrive per back-off sleep; the cluster returns after the outage."""
+        self.now += seconds
+        self.sleeps += 1
+        self.spool.append(records(10, start=self.appended))
+        self.appended += 10
+        if self.now >= self.outage_secs and not self.double.up:
+            self.double.come_up()
+
+
+def test_six_hour_outage_in_simulated_time_delivers_every_record_exactly_once(tmp_path: Path) -> None:
+    """Elasticsearch down for six simulated hours while records keep arriving: when it returns, each record is
+    stored once, nothing is lost, and the worker's waits never exceeded the back-off cap."""
+    double = ElasticsearchDouble().start()
+    spool = Spool.open(tmp_path / "spool.db", ["es"])
+    time = OutageTime(double, spool, outage_secs=6 * 3600)
+    worker = Worker(sink_for(double.url), spool, batch_size=200, backoff=Backoff(1.0, 120.0),
+                    clock=time.clock, sleep=time.sleep, rng=random.Random(3))  # noqa: S311 (jitter, seeded)
+    try:
+        spool.append(records(50))
+        time.appended = 50
+        double.go_down()
+        assert worker.run_once(), "the first batch is retried through the whole outage"
+        assert double.up and time.now >= time.outage_secs
+        while worker.run_once():
+            pass
+        stored = double.ids(AUDIT)
+        assert time.appended > 1000, "events kept arriving during the outage"
+        assert stored == {record.id for record in records(time.appended)}
+        assert double.statuses[201] == time.appended, "each record created exactly once"
+        assert spool.size() == (0, 0)
+    finally:
+        worker.join()
+        double.stop()
