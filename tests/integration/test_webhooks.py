@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from webhook_receiver import ThrowawayCA, WebhookReceiver, make_ca, verify_standard_webhook
 
+from bastion_guard.cli import bastionctl
 from bastion_guard.config.yamlsrc import load_documents
 from bastion_guard.decisions import Decision, Verdict
 from bastion_guard.errors import ConfigError, ConfigProblem, Location
@@ -470,3 +471,45 @@ def test_bad_secrets_fail_clearly_without_showing_them(
     assert "sekrit" not in str(bad_url.value) + caplog.text
     assert f"secret file {url_file} is readable by group or others" in caplog.text
 
+
+
+# --- bastionctl webhook test -----------------------------------------------------------------------------
+
+
+def test_bastionctl_webhook_test_sends_one_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receivers: dict[str, WebhookReceiver], ca: ThrowawayCA,
+        capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator's check reads the daemon config, sends a signed test message, and says what happened;
+    an unknown name or a bad entry is a located configuration error (exit 2)."""
+    receiver = receivers["generic"]
+    monkeypatch.setenv("BG_TEST_WEBHOOK_SECRET", SECRET)
+    config = tmp_path / "bastiond.yaml"
+    config.write_text(f"""\
+state_dir: {tmp_path}
+sinks:
+  - {{type: elasticsearch, name: es, hosts: [https://es.example:9200]}}
+  - type: webhook
+    name: ops
+    format: generic
+    url: {receiver.url}
+    secret_env: BG_TEST_WEBHOOK_SECRET
+    ca_file: {ca.ca_file}
+  - type: webhook
+    name: broken
+    format: slack
+    url_env: X
+    rate_limt: 3
+""")
+    assert bastionctl.main(["webhook", "test", "ops", "--config", str(config), "--bastion", "bastion1"]) == 0
+    assert "test message accepted" in capsys.readouterr().out
+    (request,) = receiver.accepted
+    assert verify_standard_webhook(SECRET, request.headers, request.body)
+    assert request.json()["type"] == "daemon.webhook_test"
+    assert bastionctl.main(["webhook", "test", "nope", "--config", str(config)]) == 2
+    assert "no webhook named 'nope'" in capsys.readouterr().err
+    assert bastionctl.main(["webhook", "test", "broken", "--config", str(config)]) == 2
+    assert f"{config}:14:5: sinks[2].rate_limt: unknown key" in capsys.readouterr().err
+    receiver.script.append((503, {"Retry-After": "30"}, b"busy"))
+    assert bastionctl.main(["webhook", "test", "ops", "--config", str(config)]) == 1
+    assert "503" in capsys.readouterr().err
