@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from bastion_guard.decisions import Decision, Verdict
 from bastion_guard.shipping.base import Result
@@ -117,3 +118,18 @@ def test_secret_and_url_redaction() -> None:
     assert "token" not in repr(secret) + str(secret) + f"{secret}"
     assert redact_url(secret.reveal()) == "https://hooks.slack.com/…"
     assert redact_url("http://127.0.0.1:9093/api/v2/alerts") == "http://127.0.0.1:9093/…"
+
+
+def test_slack_digest_stays_within_block_kit_limits() -> None:
+    """Many rules with long hostile targets: the section stays under 3000 characters and still counts all."""
+    records = [decision_record(Decision(Verdict.ALERT, f"rule-{r}", f"<@U{r}>" + "x" * 150, T0 + i, None, 1, 0,
+                                        "1 x auth_failure", ()), "b1")
+               for r in range(40) for i in range(3)]
+    message = formats.slack_digest(build_digest(records), "b1")
+    text = message["blocks"][0]["text"]["text"]
+    assert len(text) < 3000
+    shown = sum(int(n) for n in re.findall(r"• (\d+) more alerts", text))
+    rest = re.search(r"and (\d+) more records of (\d+) other kinds or rules", text)
+    assert rest is not None
+    assert shown + int(rest.group(1)) == 120
+    assert "<" not in text

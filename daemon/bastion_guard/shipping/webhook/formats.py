@@ -14,6 +14,8 @@ from bastion_guard.shipping.records import Record, RecordKind, iso_time
 from bastion_guard.shipping.webhook.digest import Digest
 
 _MAX_FIELD = 200  # sshd caps user names at 100 characters; anything longer is cut for display
+_EXAMPLE_CHARS = 60  # per digest example: five of them fit on a line
+_SLACK_SECTION_CHARS = 3000  # Block Kit's limit for a section's text
 
 # --- what happened, in words ------------------------------------------------------------------------------
 
@@ -116,17 +118,22 @@ def slack_message(record: Record) -> dict[str, Any]:
 
 def slack_digest(digest: Digest, bastion: str) -> dict[str, Any]:
     """A digest for people: one line per group with a few examples."""
-    lines = []
-    for line in digest.lines:
-        examples = ", ".join(slack_code(example) for example in line.examples)
-        more = ", …" if line.count > len(line.examples) else ""
-        lines.append(f"• {slack_escape(line.describe())}: {examples}{more}")
     where = slack_escape(_cut(bastion))
+    text = f"*Digest* on *{where}*"
+    for shown, line in enumerate(digest.lines):
+        examples = ", ".join(slack_code(example[:_EXAMPLE_CHARS]) for example in line.examples)
+        more = ", …" if line.count > len(line.examples) else ""
+        entry = f"\n• {slack_escape(line.describe())}: {examples}{more}"
+        if len(text) + len(entry) > _SLACK_SECTION_CHARS - 100:  # the rest is still counted, in one line
+            rest = sum(other.count for other in digest.lines[shown:])
+            text += f"\n• and {rest:,} more records of {len(digest.lines) - shown} other kinds or rules"
+            break
+        text += entry
     summary = f"{where}: rate limit reached, {digest.total:,} records in this digest"
     return {
         "text": summary,
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Digest* on *{where}*\n" + "\n".join(lines)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"digest {digest.id}"}]},
         ],
     }
