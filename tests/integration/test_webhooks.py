@@ -207,8 +207,9 @@ def test_connection_refused_is_retry_and_410_disables(
     receiver = receivers["slack"]
     sink = make_sink(tmp_path, monkeypatch, receiver, ca, FakeClock())
     receiver.script.append((410, {}, b"channel_is_archived"))
-    (gone,) = sink.deliver([alert("203.0.113.7")])
-    assert gone.result is Result.REJECTED
+    gone = sink.deliver([alert("203.0.113.7"), alert("203.0.113.77", rule="revoked-key-tried")])
+    assert [d.result for d in gone] == [Result.REJECTED, Result.REJECTED]
+    assert "endpoint gone" in gone[1].reason
     (after,) = sink.deliver([alert("203.0.113.8")])
     assert after.result is Result.REJECTED
     assert len(receiver.requests) == 1

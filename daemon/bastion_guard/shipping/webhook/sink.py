@@ -278,6 +278,8 @@ class WebhookSink:
     # --- sending ---------------------------------------------------------------------------------------------
 
     def _post(self, message: Any, message_id: str) -> Delivery:
+        if self._gone:  # answered 410 earlier in this batch: send nothing more there
+            return Delivery(Result.REJECTED, self._gone)
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers: dict[str, str] = {}
         if self._key is not None:
