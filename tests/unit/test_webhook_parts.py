@@ -104,12 +104,18 @@ def test_generic_payload_and_key_summary() -> None:
 
 
 def test_alert_without_expiry_ends_after_the_ttl() -> None:
-    """Alerts have no ban expiry: endsAt = startsAt + alert_ttl_secs so Alertmanager resolves them."""
+    """Alerts have no ban expiry: endsAt = startsAt + alert_ttl_secs; a manual ban ends after its duration."""
     decision = Decision(Verdict.ALERT, "root-login", "203.0.113.7", T0, None, 1, 0, "1 x auth_success", (),
                         user="root")
     (alert,) = formats.alertmanager_alerts([decision_record(decision, "b1")], 600.0)
     assert alert["endsAt"] == "2026-11-28T21:10:00.000Z"
     assert alert["annotations"]["user"] == "root"
+    manual = action_record(RecordKind.BAN, T0, "b1", target="203.0.113.9", rule="manual", duration_secs=7200.0,
+                           reason="seen in the SIEM", origin="bastionctl")
+    (banned,) = formats.alertmanager_alerts([manual], 600.0)
+    assert banned["labels"]["alertname"] == "BastionManualBan"
+    assert banned["endsAt"] == "2026-11-28T23:00:00.000Z"
+    assert formats.headline(manual) == "banned 203.0.113.9 by hand (seen in the SIEM)"
 
 
 def test_secret_and_url_redaction() -> None:

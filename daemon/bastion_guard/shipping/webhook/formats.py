@@ -166,8 +166,13 @@ def _alert(record: Record, alert_ttl_secs: float) -> dict[str, Any]:
               "instance": body.get("bastion"), "target": body.get("target")}
     annotations = {"summary": headline(record), "target": body.get("target"), "user": body.get("user"),
                    "reason": body.get("reason"), "record_id": record.id}
-    expires = body.get("expires")
-    ends = float(expires) if isinstance(expires, int | float) else record.epoch + alert_ttl_secs
+    expires, duration = body.get("expires"), body.get("duration_secs")
+    if isinstance(expires, int | float):
+        ends = float(expires)
+    elif isinstance(duration, int | float) and duration > 0:  # a manual ban carries its duration only
+        ends = record.epoch + duration
+    else:
+        ends = record.epoch + alert_ttl_secs
     return {
         "labels": {key: _cut(value) for key, value in labels.items() if value not in (None, "")},
         "annotations": {key: _cut(value) for key, value in annotations.items() if value not in (None, "")},

@@ -42,6 +42,7 @@ log = logging.getLogger("bastiond.webhook")
 ALERTS_PER_REQUEST = 500  # Alertmanager: keeps a request well under typical proxy body limits
 ALERTMANAGER_PATH = "/api/v2/alerts"
 TEST_ALERT_SECS = 300.0  # a test alert resolves by itself after five minutes
+_UNPLANNED = Delivery(Result.RETRY, "not planned (a bug): sent again later")  # every record is answered above
 
 
 class WebhookSetupError(BastionError):
@@ -122,8 +123,7 @@ class WebhookSink:
         else:
             self._send_singly_or_digest(records, primaries, results)
         for index, first in repeats.items():
-            outcome = results[first]
-            assert outcome is not None  # noqa: S101 (every primary was answered above)
+            outcome = results[first] or _UNPLANNED
             if outcome.result is Result.DELIVERED:
                 results[index] = Delivery(Result.SKIPPED, f"repeat of record {records[first].id}")
                 self.stats.duplicates += 1
@@ -131,10 +131,10 @@ class WebhookSink:
                 results[index] = outcome
         for index in primaries:
             key = dedup_key(records[index])
-            outcome = results[index]
-            if key is not None and outcome is not None and outcome.result is Result.DELIVERED:
+            answered = results[index]
+            if key is not None and answered is not None and answered.result is Result.DELIVERED:
                 self._recent.remember(key, records[index].epoch)
-        return [outcome or Delivery(Result.RETRY, "not planned") for outcome in results]
+        return [outcome or _UNPLANNED for outcome in results]
 
     def health(self) -> Health:
         """Connect to the receiver and verify its certificate, sending nothing (Slack has no ping)."""
