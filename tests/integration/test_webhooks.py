@@ -8,6 +8,8 @@ only the records answered RETRY after their ``retry_after_secs``, and moves on w
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import logging
 import re
 from collections import Counter
@@ -159,6 +161,30 @@ def test_a_receiver_with_another_key_rejects(
     assert delivery.result is Result.REJECTED
     assert "401" in delivery.reason
     assert not receiver.accepted
+
+
+
+def test_rotation_signs_with_every_key_and_github_style_is_optional(
+        tmp_path: Path, receivers: dict[str, WebhookReceiver], ca: ThrowawayCA,
+) -> None:
+    """Two keys in the secret file: two v1 signatures, so receivers on the old or the new key both verify;
+    github_signature adds X-Hub-Signature-256 (HMAC of the raw body, first key) for GitHub-style checks."""
+    receiver = receivers["generic"]
+    new_secret = "whsec_" + base64.b64encode(b"\x02" * 48).decode()
+    secret_file = tmp_path / "hook.key"
+    secret_file.write_text(f"{SECRET}\n{new_secret}\n")
+    secret_file.chmod(0o600)
+    config = webhook_config(tmp_path, f"format: generic\nurl: {receiver.url}\nsecret_file: {secret_file}\n"
+                            f"ca_file: {ca.ca_file}\ngithub_signature: true\n")
+    sink = build_webhook(config, "rotating")
+    assert [d.result for d in sink.deliver([ban("203.0.113.7")])] == [Result.DELIVERED]
+    (request,) = receiver.accepted
+    assert len(request.headers["webhook-signature"].split()) == 2
+    assert verify_standard_webhook(new_secret, request.headers, request.body)
+    assert verify_standard_webhook(SECRET, request.headers, request.body)
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    expected = "sha256=" + hmac.new(key, request.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(request.headers["x-hub-signature-256"], expected)
 
 
 # --- retries ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
         name: ops-slack                  # read by the caller: metrics label and spool cursor
         format: slack                    # generic (signed JSON) | slack | alertmanager
         url_file: /etc/bastion-guard/secrets/slack-url   # or url_env; or url: (no token in it)
-        secret_file: /etc/bastion-guard/secrets/hook.key # generic only: whsec_... (or secret_env)
+        secret_file: /etc/bastion-guard/secrets/hook.key # generic only: whsec_... (or secret_env); two while rotating
         ca_file: /etc/bastion-guard/hook-ca.pem          # verify the receiver against this CA
         timeout_secs: 10
         kinds: [decision, key]           # default; also ban, unban, audit. Raw events never.

@@ -4,6 +4,10 @@ The receiver recomputes ``HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{bo
 constant time; the timestamp is signed so that a captured request cannot be replayed outside the
 receiver's tolerance window, and ``webhook-id`` is the record id, the same on every retry, so the receiver
 can drop duplicates. Secrets are ``whsec_`` + base64 of the key bytes; the key is the decoded bytes.
+
+Key rotation without a gap: the secret may hold several ``whsec_`` keys separated by white space (one per
+line in the file); every message is signed with each, as the spec's space-separated signature list
+allows, so the receiver can switch to the new key before the old one is removed here.
 """
 
 from __future__ import annotations
@@ -37,17 +41,27 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
-def standard_headers(key: bytes, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64>`` for ``body``."""
+def decode_secrets(text: str) -> tuple[bytes, ...]:
+    """The keys of one or more white-space separated ``whsec_`` secrets (several while rotating)."""
+    secrets = text.split()
+    if not secrets:
+        raise SigningKeyError("the signing secret is empty")
+    return tuple(decode_secret(secret) for secret in secrets)
+
+
+def standard_headers(keys: tuple[bytes, ...], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64> [v1,<base64>...]``."""
     signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    signatures = ("v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
+                  for key in keys)
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": "v1," + base64.b64encode(digest).decode("ascii"),
+        "webhook-signature": " ".join(signatures),
     }
 
 
 def github_header(key: bytes, body: bytes) -> dict[str, str]:
-    """``X-Hub-Signature-256: sha256=<hex>`` over the raw body, for receivers built for GitHub's check."""
+    """``X-Hub-Signature-256: sha256=<hex>`` over the raw body, for receivers built for GitHub's check
+    (which takes one signature: the first key's)."""
     return {"X-Hub-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()}

@@ -84,13 +84,13 @@ class WebhookSink:
     # with 500-record batches a 50,000-ban spray is 100 digests, with 10,000 it is 5.
     preferred_batch_size = 10_000
 
-    def __init__(self, name: str, config: WebhookConfig, poster: Poster, signing_key: bytes | None = None, *,
+    def __init__(self, name: str, config: WebhookConfig, poster: Poster, signing_keys: tuple[bytes, ...] = (), *,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.name = name
         self.config = config
         self.stats = WebhookStats()
         self._poster = poster
-        self._key = signing_key
+        self._keys = signing_keys
         self._clock = clock
         self._wall = wall
         self._bucket = TokenBucket(config.rate_limit.per_sec, config.rate_limit.burst, clock)
@@ -282,10 +282,10 @@ class WebhookSink:
             return Delivery(Result.REJECTED, self._gone)
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers: dict[str, str] = {}
-        if self._key is not None:
-            headers |= signing.standard_headers(self._key, message_id, int(self._wall()), body)
+        if self._keys:
+            headers |= signing.standard_headers(self._keys, message_id, int(self._wall()), body)
             if self.config.github_signature:
-                headers |= signing.github_header(self._key, body)
+                headers |= signing.github_header(self._keys[0], body)
         sent = self._poster.post(body, headers)
         if sent.status == 410:  # Standard Webhooks: Gone means disable the endpoint
             self._gone = sent.delivery.reason
@@ -305,7 +305,7 @@ def build_webhook(config: WebhookConfig, name: str, *, clock: Callable[[], float
     """:func:`build` with the concrete type (``bastionctl webhook test`` and tests use ``send_test``/``stats``)."""
     try:
         url = config.url_secret.load() if config.url_secret is not None else Secret(config.url or "")
-        key = signing.decode_secret(config.signing_secret.load().reveal()) if config.signing_secret else None
+        keys = signing.decode_secrets(config.signing_secret.load().reveal()) if config.signing_secret else ()
     except (SecretError, signing.SigningKeyError) as error:
         raise WebhookSetupError(f"webhook {name}: {error}") from None
     problem = check_url(url.reveal())
@@ -316,4 +316,4 @@ def build_webhook(config: WebhookConfig, name: str, *, clock: Callable[[], float
         url = Secret(url.reveal().rstrip("/") + ALERTMANAGER_PATH)
     transport = Transport(url, ca_file=config.ca_file, timeout_secs=config.timeout_secs)
     log.debug("webhook %s: %s format to %s", name, config.format, redact_url(url.reveal()))
-    return WebhookSink(name, config, transport, key, clock=clock, wall=wall)
+    return WebhookSink(name, config, transport, keys, clock=clock, wall=wall)
