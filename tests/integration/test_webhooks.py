@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
+import socket
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -540,3 +541,18 @@ sinks:
     receiver.script.append((503, {"Retry-After": "30"}, b"busy"))
     assert bastionctl.main(["webhook", "test", "ops", "--config", str(config)]) == 1
     assert "503" in capsys.readouterr().err
+
+
+def test_a_receiver_that_never_answers_times_out_into_retry(tmp_path: Path) -> None:
+    """A listener that accepts the connection but never answers: the POST gives up after timeout_secs and
+    the record waits in the spool (RETRY)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
+        port = silent.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/hook"
+        config = webhook_config(tmp_path, f"format: alertmanager\nurl: {url}\ntimeout_secs: 0.2\n")
+        sink = build_webhook(config, "silent")
+        (delivery,) = sink.deliver([ban("203.0.113.7")])
+    assert delivery.result is Result.RETRY
+    assert delivery.reason == f"timeout after 0.2s talking to http://127.0.0.1:{port}/…"
