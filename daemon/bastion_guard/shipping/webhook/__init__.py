@@ -7,9 +7,9 @@ into digest messages (:mod:`.sink`). It reads the same durable spool as every si
 restarts and outages; a record is reported delivered only once a message that covers it was accepted.
 
 Modules: :mod:`.config` (YAML entry), :mod:`.secrets` (files or environment, never shown), :mod:`.routing`
-(selection, dedup and digest keys), :mod:`.ratelimit` (token bucket), :mod:`.formats` (Slack, Alertmanager,
-generic payloads), :mod:`.signing` (Standard Webhooks HMAC), :mod:`.transport` (HTTPS POST and what a status
-means), :mod:`.sink` (the planner that ties them together).
+(selection, dedup and digest keys), :mod:`.ratelimit` (token bucket), :mod:`.digest` (coalesced counts),
+:mod:`.formats` (Slack, Alertmanager, generic payloads), :mod:`.signing` (Standard Webhooks HMAC),
+:mod:`.transport` (HTTPS POST and what a status means), :mod:`.sink` (the planner that ties them together).
 """
 
 from bastion_guard.shipping.webhook.config import WebhookConfig, parse_config
