@@ -30,8 +30,8 @@ bastion_tracked_keys                   gauge     (keys the rules are counting)
 bastion_firewall_errors_total          counter
 bastion_state_commit_errors_total      counter
 bastion_processing_seconds             histogram (per batch: parse, decide, enforce, commit)
-bastion_output_events_total            counter   output, result (sent, skipped, failed, retried, rejected,
-                                                 dropped)
+bastion_output_events_total            counter   output, result (sent, skipped, held, failed, retried,
+                                                 rejected, dropped)
 bastion_output_queue_events            gauge     output (records in the spool the sink has not finished)
 bastion_output_queue_oldest_age_seconds gauge    output (age of the oldest of them; 0 when none)
 bastion_output_send_duration_seconds   histogram output (one delivery call: a bulk request, a GELF batch)
@@ -40,7 +40,8 @@ bastion_output_up                      gauge     output (1 while the far end ans
 
 ``output`` is a configured sink name (bounded by the configuration). Results: ``sent`` delivered (an
 idempotent duplicate included), ``skipped`` not for this sink, ``failed`` a delivery attempt that must be
-retried, ``retried`` a record sent again, ``rejected`` dead-lettered, ``dropped`` lost to a full spool.
+retried, ``held`` deferred by the sink's own pacing (webhook rate limits), ``retried`` a record sent again,
+``rejected`` dead-lettered, ``dropped`` lost to a full spool.
 
 Room for later issues: the webhook action (an ``output`` of the shipping metrics) and key offboarding
 (``bastion_keys_revoked_total``) declare their metrics here, in :meth:`Metrics.__init__`, in the same
@@ -78,7 +79,7 @@ SKIP_REASONS = ("long", "oversized", "malformed")
 line limit); ``oversized``, read but over the parser's limit (or a journal entry too big to take);
 ``malformed``, no syslog envelope and not a bare sshd message (or not a journal entry)."""
 
-OUTPUT_RESULTS = ("sent", "skipped", "failed", "retried", "rejected", "dropped")
+OUTPUT_RESULTS = ("sent", "skipped", "held", "failed", "retried", "rejected", "dropped")
 """What happened to shipped records, per output (see the table above)."""
 
 # One delivery call: a bulk request on a LAN takes milliseconds; a timeout is seconds.
@@ -198,8 +199,9 @@ class Metrics:
                                      "one batch.", buckets=PROCESSING_BUCKETS, registry=registry)
 
         self._output_events = Counter("bastion_output_events_total", "Shipped records by output (sink) and "
-                                      "result: sent, skipped, failed, retried, rejected (dead-lettered), "
-                                      "dropped (spool full).", ["output", "result"], registry=registry)
+                                      "result: sent, skipped, held (paced by the sink), failed, retried, "
+                                      "rejected (dead-lettered), dropped (spool full).", ["output", "result"],
+                                      registry=registry)
         self._output_queue = Gauge("bastion_output_queue_events", "Records in the spool an output has not "
                                    "finished yet.", ["output"], registry=registry)
         self._output_oldest = Gauge("bastion_output_queue_oldest_age_seconds", "Age of the oldest record an "

@@ -17,6 +17,7 @@ from bastion_guard.cli import (
     parse_cmd,
     ssh_config_cmd,
     test_cmd,
+    webhook_cmd,
 )
 from bastion_guard.cli.common import EXIT_OK, EXIT_USAGE
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssh_config_cmd.add_parser(subparsers)
     audit_cmd.add_parser(subparsers)
     deadletter_cmd.add_parser(subparsers)
+    webhook_cmd.add_parser(subparsers)
     config_reference_cmd.add_parser(subparsers)
     completion_cmd.add_parser(subparsers, parser)
     return help_texts.apply(parser)

@@ -80,6 +80,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "bastionctl deadletter list": ("bastionctl deadletter list", "bastionctl deadletter list --sink es"),
     "bastionctl deadletter show": ("bastionctl deadletter show 3", "bastionctl deadletter show 3 -o json"),
     "bastionctl deadletter replay": ("bastionctl deadletter replay 3 4", "bastionctl deadletter replay --sink es"),
+    "bastionctl webhook": ("bastionctl webhook test slack-oncall",),
+    "bastionctl webhook test": (
+        "bastionctl webhook test slack-oncall",
+        "bastionctl webhook test am --config /etc/bastion-guard/bastiond.yaml",
+    ),
     "bastionctl completion": (
         "bastionctl completion bash | sudo tee /usr/share/bash-completion/completions/bastionctl",
         "bastionctl completion zsh > \"${fpath[1]}/_bastionctl\"",

@@ -22,6 +22,8 @@ class Result(enum.StrEnum):
     RETRY = "retry"  # a transient failure (429, 5xx, timeout, connection refused): try again later
     REJECTED = "rejected"  # the far end will never accept it as it is (mapping error, 4xx): dead-letter it
     SKIPPED = "skipped"  # not for this sink (a webhook that only wants alerts): done, nothing sent
+    HELD = "held"  # deferred on purpose (a rate limit, a digest window): ask again after retry_after_secs;
+    # unlike RETRY it is not a failure, so the sink is not reported down while it paces itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,11 @@ class Health:
 
 
 class Sink(Protocol):
-    """One destination. ``name`` is the configured name, used in metrics labels and the spool cursor."""
+    """One destination. ``name`` is the configured name, used in metrics labels and the spool cursor.
+
+    A sink may set ``preferred_batch_size`` (an int attribute) when it needs to see more records at once
+    than the worker's default, for example a webhook that folds what is over its rate limit into digests.
+    """
 
     name: str
 

@@ -21,6 +21,8 @@ from typing import Any
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.base import Sink
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig, parse_elasticsearch
+from bastion_guard.shipping.webhook import config as webhook_config
+from bastion_guard.shipping.webhook import sink as webhook_sink
 
 SinkType = tuple[Callable[[Fields], Any], Callable[[Any, str], Sink]]
 
@@ -33,4 +35,5 @@ def _build_elasticsearch(config: ElasticsearchConfig, name: str) -> Sink:
 
 SINK_TYPES: dict[str, SinkType] = {
     "elasticsearch": (parse_elasticsearch, _build_elasticsearch),
+    "webhook": (webhook_config.parse_config, webhook_sink.build),
 }

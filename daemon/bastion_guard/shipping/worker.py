@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bastion_guard.shipping.base import Delivery, Health, Result, Sink
@@ -87,6 +87,15 @@ class WorkerStatus:
     last_error: str = ""
 
 
+@dataclass
+class _Tally:
+    """One delivery attempt, summed up: records to send again, how many of them the sink only held back."""
+
+    again: list[Record] = field(default_factory=list)
+    held: int = 0
+    retry_after: float | None = None
+
+
 class Worker:
     """Delivers one sink's share of the spool from a thread. ``start``, then ``stop`` and ``join``."""
 
@@ -102,7 +111,8 @@ class Worker:
         self._metrics: DeliveryMetrics = metrics or _NoMetrics()
         # 2000 records or 8 MiB of spooled JSON (about twice that as ECS NDJSON): inside Elasticsearch's 100 MB
         # request limit even for 64 KiB lines, and large enough that per-request costs stay small.
-        self._batch_size = batch_size
+        # A sink that coalesces (webhook digests) sees a whole spray at once instead of 2000-record slices.
+        self._batch_size = max(batch_size, int(getattr(sink, "preferred_batch_size", 0)))
         self._batch_bytes = batch_bytes
         self._backoff = backoff or Backoff()
         self._clock = clock
@@ -177,37 +187,49 @@ class Worker:
             if attempt:
                 self._metrics.output_events(self.sink.name, "retried", len(pending))
             deliveries = self._send(pending)
-            retry: list[Record] = []
-            retry_after: float | None = None
-            counts = {"sent": 0, "skipped": 0, "rejected": 0}
-            for record, delivery in zip(pending, deliveries, strict=True):
-                if delivery.result is Result.DELIVERED:
-                    counts["sent"] += 1
-                elif delivery.result is Result.SKIPPED:
-                    counts["skipped"] += 1
-                elif delivery.result is Result.REJECTED:
-                    counts["rejected"] += 1
-                    rejected.append((record, delivery.reason or "rejected"))
-                    log.warning("sink %s rejected record %s: %s", self.sink.name, record.id, delivery.reason)
-                else:
-                    retry.append(record)
-                    if delivery.retry_after_secs is not None:
-                        retry_after = max(retry_after or 0.0, delivery.retry_after_secs)
-            for result, count in counts.items():
-                if count:
-                    self._metrics.output_events(self.sink.name, result, count)
-            self.status.delivered += counts["sent"] + counts["skipped"]
-            if not retry:
+            tally = self._tally(pending, deliveries, rejected)
+            if not tally.again:
                 self._recovered()
                 return rejected
-            attempt += 1
-            reason = next((d.reason for d in deliveries if d.result is Result.RETRY), "") or "retry"
-            self._failed(len(retry), reason)
-            self._sleep(self._backoff.delay(attempt, self._rng, retry_after))
+            failed = len(tally.again) - tally.held
+            if failed:
+                attempt += 1
+                reason = next((d.reason for d in deliveries if d.result is Result.RETRY), "") or "retry"
+                self._failed(failed, reason)
+                delay = self._backoff.delay(attempt, self._rng, tally.retry_after)
+            else:  # only held back by the sink's own pacing: wait as long as it asks, no back-off, not down
+                self._recovered()
+                delay = tally.retry_after if tally.retry_after is not None else self._backoff.initial_secs
+            self._sleep(delay)
             if self._stop.is_set():
                 return None
-            pending = retry
+            pending = tally.again
         return rejected
+
+    def _tally(self, records: Sequence[Record], deliveries: Sequence[Delivery],
+               rejected: list[tuple[Record, str]]) -> _Tally:
+        """Count one attempt's results into metrics; collect what must be sent again and what was rejected."""
+        tally = _Tally()
+        counts = dict.fromkeys(("sent", "skipped", "rejected", "held"), 0)
+        for record, delivery in zip(records, deliveries, strict=True):
+            result = delivery.result
+            if result is Result.DELIVERED or result is Result.SKIPPED:
+                counts["sent" if result is Result.DELIVERED else "skipped"] += 1
+            elif result is Result.REJECTED:
+                counts["rejected"] += 1
+                rejected.append((record, delivery.reason or "rejected"))
+                log.warning("sink %s rejected record %s: %s", self.sink.name, record.id, delivery.reason)
+            else:  # RETRY or HELD
+                counts["held"] += result is Result.HELD
+                tally.again.append(record)
+                if delivery.retry_after_secs is not None:
+                    tally.retry_after = max(tally.retry_after or 0.0, delivery.retry_after_secs)
+        for result_name, count in counts.items():
+            if count:
+                self._metrics.output_events(self.sink.name, result_name, count)
+        tally.held = counts["held"]
+        self.status.delivered += counts["sent"] + counts["skipped"]
+        return tally
 
     def _send(self, records: Sequence[Record]) -> Sequence[Delivery]:
         started = self._clock()

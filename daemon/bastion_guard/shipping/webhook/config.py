@@ -1,0 +1,216 @@
+"""The ``type: webhook`` sink's YAML entry, validated with file:line:column and key::
+
+    sinks:
+      - type: webhook
+        name: ops-slack                  # read by the caller: metrics label and spool cursor
+        format: slack                    # generic (signed JSON) | slack | alertmanager
+        url_file: /etc/bastion-guard/secrets/slack-url   # or url_env; or url: (no token in it)
+        secret_file: /etc/bastion-guard/secrets/hook.key # generic only: whsec_... (or secret_env); two while rotating
+        ca_file: /etc/bastion-guard/hook-ca.pem          # verify the receiver against this CA
+        timeout_secs: 10
+        kinds: [decision, key]           # default; also ban, unban, audit. Raw events never.
+        verdicts: [ban, alert]           # decisions with these verdicts (default both)
+        rules: [sshd-*, root-login]      # decisions of these rules (shell patterns; default all)
+        dedup_secs: 5m                   # the same rule+target+verdict is sent once in this window; 0 = off
+        rate_limit: {per_sec: 1, burst: 5}   # messages; what is over it goes into digests
+        digest_secs: 10s                 # at most one digest message per this interval
+        alert_ttl_secs: 1h               # alertmanager: endsAt of alerts that have no ban expiry
+        github_signature: false          # generic: also send X-Hub-Signature-256
+
+Nothing here connects anywhere or reads a secret (``bastiond --check-config`` runs it); :func:`build`
+reads secrets when the daemon starts.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bastion_guard.decisions import Verdict
+from bastion_guard.rules.fields import Fields
+from bastion_guard.shipping.records import RecordKind
+from bastion_guard.shipping.webhook.secrets import SecretRef, secret_ref
+
+
+class Format(enum.StrEnum):
+    """What the receiver speaks."""
+
+    GENERIC = "generic"  # JSON {type, timestamp, data}, Standard Webhooks signature
+    SLACK = "slack"  # incoming webhook: text + blocks
+    ALERTMANAGER = "alertmanager"  # POST /api/v2/alerts
+
+
+# Which record kinds a webhook may carry. Raw events are deliberately not among them: one per log line
+# would page people for every failed password; they belong in Elasticsearch or Graylog.
+SENDABLE_KINDS = (RecordKind.DECISION, RecordKind.BAN, RecordKind.UNBAN, RecordKind.KEY, RecordKind.AUDIT)
+DEFAULT_KINDS = (RecordKind.DECISION, RecordKind.KEY)
+
+# Slack allows about one message per second per channel with short bursts; generic receivers and
+# Alertmanager (which takes many alerts per request) get more room.
+_DEFAULT_RATES = {Format.SLACK: (1.0, 5), Format.GENERIC: (5.0, 20), Format.ALERTMANAGER: (2.0, 10)}
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket over messages: ``per_sec`` refill, ``burst`` capacity."""
+
+    per_sec: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """A validated ``type: webhook`` entry; the URL and signing key are references, read at build time."""
+
+    format: Format
+    url: str | None = None  # written inline (no token in it)
+    url_secret: SecretRef | None = None  # or from a file / the environment
+    signing_secret: SecretRef | None = None
+    ca_file: Path | None = None
+    timeout_secs: float = 10.0
+    kinds: tuple[RecordKind, ...] = DEFAULT_KINDS
+    verdicts: tuple[Verdict, ...] = (Verdict.BAN, Verdict.ALERT)
+    rules: tuple[str, ...] = ()  # shell patterns; empty = every rule
+    key_steps: bool = False  # key records: every step, not only summaries
+    dedup_secs: float = 300.0
+    rate_limit: RateLimit = RateLimit(1.0, 5)
+    digest_secs: float = 10.0
+    alert_ttl_secs: float = 3600.0
+    github_signature: bool = False
+
+    def selects_rule(self, rule: str) -> bool:
+        """Whether decisions of ``rule`` go to this destination."""
+        return not self.rules or any(fnmatch.fnmatchcase(rule, pattern) for pattern in self.rules)
+
+
+def parse_config(section: Fields) -> WebhookConfig:
+    """Validate one webhook entry (``type`` and ``name`` were read by the caller); ends with reject_unknown."""
+    form = Format(section.choice("format", tuple(Format), Format.GENERIC.value))
+    url, url_secret = _url(section, form)
+    signing = _signing(section, form)
+    ca_file = section.get("ca_file", str, "")
+    if ca_file and not Path(ca_file).is_file():
+        section.problem("ca_file", f"{ca_file} is not a readable file")
+    per_sec, burst = _DEFAULT_RATES[form]
+    config = WebhookConfig(
+        format=form, url=url, url_secret=url_secret, signing_secret=signing,
+        ca_file=Path(ca_file) if ca_file else None,
+        timeout_secs=section.number("timeout_secs", 10.0, minimum=0.1),
+        kinds=_kinds(section), verdicts=_verdicts(section), rules=section.strings("rules"),
+        key_steps=section.get("key_steps", bool, False),
+        dedup_secs=section.duration("dedup_secs", 300.0),
+        rate_limit=_rate_limit(section, RateLimit(per_sec, burst)),
+        digest_secs=_positive_duration(section, "digest_secs", 10.0),
+        alert_ttl_secs=_positive_duration(section, "alert_ttl_secs", 3600.0),
+        github_signature=section.get("github_signature", bool, False),
+    )
+    if config.github_signature and form is not Format.GENERIC:
+        section.problem("github_signature", "only the generic format is signed")
+    section.reject_unknown()
+    return config
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` is not acceptable, or None. Plain http is only for this host: alerts carry addresses
+    and user names, and TLS verification is what stops them going to whoever answers on the path."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an https:// URL"
+    if parts.username or parts.password:
+        return "must not carry user:password (use a signing secret or a token URL from url_file)"
+    if parts.scheme == "http" and not _is_loopback(host):
+        return "must be https:// (plain http only to this host: 127.0.0.1, ::1, localhost)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(section: Fields, form: Format) -> tuple[str | None, SecretRef | None]:
+    url = section.get("url", str, "") or None
+    ref = secret_ref(section, "url")
+    if url and ref:
+        section.problem("url", "give url, url_file or url_env, only one")
+        return None, None
+    if not url and not ref:
+        section.problem("url", "is required (or url_file / url_env when the URL holds a token)")
+        return None, None
+    if url:
+        problem = check_url(url)
+        if problem:  # never echo the URL: it may hold a token after all
+            section.problem("url", problem)
+        elif form is Format.SLACK:
+            section.problem("url", "a Slack webhook URL is a credential: put it in url_file or url_env")
+    return url, ref
+
+
+def _signing(section: Fields, form: Format) -> SecretRef | None:
+    if section.has("secret"):
+        section.raw("secret")
+        section.problem("secret", "secrets are not written inline: use secret_file or secret_env")
+    ref = secret_ref(section, "secret", required=form is Format.GENERIC)
+    if ref is not None and form is not Format.GENERIC:
+        section.problem("secret_file" if ref.file else "secret_env",
+                        f"the {form} format is not signed (only generic is)")
+    return ref
+
+
+def _kinds(section: Fields) -> tuple[RecordKind, ...]:
+    if not section.has("kinds"):
+        return DEFAULT_KINDS
+    kinds: list[RecordKind] = []
+    for name in section.strings("kinds"):
+        if name == RecordKind.EVENT:
+            section.problem("kinds", "raw events are never sent to webhooks (ship them to Elasticsearch/Graylog)")
+        elif name not in {kind.value for kind in SENDABLE_KINDS}:
+            section.problem("kinds", f"{name!r} is not one of {', '.join(SENDABLE_KINDS)}")
+        else:
+            kinds.append(RecordKind(name))
+    if section.has("kinds") and not kinds:
+        section.problem("kinds", "selects nothing")
+    return tuple(kinds)
+
+
+def _verdicts(section: Fields) -> tuple[Verdict, ...]:
+    if not section.has("verdicts"):
+        return (Verdict.BAN, Verdict.ALERT)
+    verdicts: list[Verdict] = []
+    for name in section.strings("verdicts"):
+        if name in tuple(Verdict):
+            verdicts.append(Verdict(name))
+        else:
+            section.problem("verdicts", f"{name!r} is not one of {', '.join(Verdict)}")
+    return tuple(verdicts)
+
+
+def _rate_limit(section: Fields, default: RateLimit) -> RateLimit:
+    nested = section.nested("rate_limit")
+    if nested is None or not nested.ok:
+        return default
+    per_sec = nested.number("per_sec", default.per_sec, minimum=0.001)
+    burst = nested.count("burst", default.burst, minimum=1)
+    nested.reject_unknown()
+    return RateLimit(per_sec, burst)
+
+
+def _positive_duration(section: Fields, key: str, default: float) -> float:
+    value = section.duration(key, default)
+    if value <= 0:
+        section.problem(key, "must be more than 0")
+        return default
+    return value
