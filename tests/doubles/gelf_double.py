@@ -10,9 +10,11 @@ spec (Graylog2/documentation ``pages/gelf.rst``) and Graylog's codec demand, rec
   with a valid header checksum) or plain JSON, as Graylog does.
 - TCP: frames end with a null byte and are plain JSON (Graylog's TCP input takes no compression); frames
   longer than 2 MiB are violations. With ``tls=`` the listener speaks TLS with the given certificate.
-- HTTP: ``POST /gelf`` with plain, gzip or deflate bodies; 202 when valid, 400 when not, 404 for other
-  paths, 401 without the configured basic-auth credentials; answers can be scripted (429 + Retry-After,
-  503) for the next requests.
+- HTTP: ``POST /gelf`` with plain, gzip or deflate bodies; 202 when valid, 400 when not (stricter than
+  Graylog, which answers 202 before parsing and drops a bad message silently: here it shows), 404 for
+  other paths, 413 for bodies over 64 KiB (Graylog's ``max_chunk_size``), 401 without the configured
+  basic-auth credentials; with ``bulk=True`` a body holds newline-separated messages ("Enable Bulk
+  Receiving"); answers can be scripted (429 + Retry-After, 503) for the next requests.
 
 Every payload is validated: JSON object (no NaN), ``version`` "1.1", non-empty ``host`` and
 ``short_message`` strings, numeric ``timestamp``, integer ``level`` 0..7, additional fields named
@@ -42,6 +44,7 @@ CHUNK_MAGIC = b"\x1e\x0f"
 MAX_CHUNKS = 128
 CHUNK_TIMEOUT_SECS = 5.0
 MAX_TCP_FRAME_BYTES = 2 * 1024 * 1024
+MAX_HTTP_BODY_BYTES = 64 * 1024  # the HTTP input's max_chunk_size default (the compressed body, if compressed)
 _STANDARD = {"version", "host", "short_message", "full_message", "timestamp", "level", "facility", "line", "file"}
 _FIELD = re.compile(r"^_[\w.\-]*$")
 
@@ -169,11 +172,14 @@ class ChunkAssembler:
 
 
 class _Inbox:
-    """Valid messages and violations, shared by a receiver's threads."""
+    """Valid messages and violations, shared by a receiver's threads. With ``keep=False`` (benchmarks)
+    messages are validated and counted but not kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
         self.messages: list[Received] = []
         self.violations: list[str] = []
+        self.count = 0
+        self._keep = keep
         self._changed = threading.Condition()
 
     def accept(self, data: bytes, transport: str, chunks: int = 1) -> bool:
@@ -183,7 +189,9 @@ class _Inbox:
             self.violation(str(error))
             return False
         with self._changed:
-            self.messages.append(Received(payload, transport, encoding, chunks))
+            self.count += 1
+            if self._keep:
+                self.messages.append(Received(payload, transport, encoding, chunks))
             self._changed.notify_all()
         return True
 
@@ -195,15 +203,15 @@ class _Inbox:
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """The messages, once there are at least ``count`` (or when ``timeout`` passes)."""
         with self._changed:
-            self._changed.wait_for(lambda: len(self.messages) >= count, timeout)
+            self._changed.wait_for(lambda: self.count >= count, timeout)
             return list(self.messages)
 
 
 class UdpReceiver(_Inbox):
     """A GELF UDP input on 127.0.0.1 (port chosen by the kernel)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
+    def __init__(self, clock: Callable[[], float] = time.monotonic, keep: bool = True) -> None:
+        super().__init__(keep)
         self.assembler = ChunkAssembler(clock)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)  # 128 chunks in a burst
@@ -240,8 +248,8 @@ class UdpReceiver(_Inbox):
 class TcpReceiver(_Inbox):
     """A GELF TCP input on 127.0.0.1: null-terminated plain JSON frames, TLS when ``tls`` is given."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
-        super().__init__()
+    def __init__(self, tls: ssl.SSLContext | None = None, port: int = 0, keep: bool = True) -> None:
+        super().__init__(keep)
         self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
         self._listener.settimeout(0.1)
@@ -342,8 +350,12 @@ class HttpScript:
 class HttpReceiver(_Inbox):
     """A GELF HTTP input on 127.0.0.1: ``POST /gelf`` -> 202, with optional basic auth and TLS."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None, credentials: tuple[str, str] | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self, tls: ssl.SSLContext | None = None, credentials: tuple[str, str] | None = None, keep: bool = True,
+        bulk: bool = False, max_body_bytes: int = MAX_HTTP_BODY_BYTES,
+    ) -> None:
+        super().__init__(keep)
+        self.bulk = bulk
         self.script = HttpScript()
         self.requests = 0
         self.authorizations: list[str | None] = []
@@ -357,6 +369,10 @@ class HttpReceiver(_Inbox):
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                if length > max_body_bytes:  # Netty's aggregator refuses it and closes, before any handler
+                    self.close_connection = True
+                    self._answer(413)
+                    return
                 body = self.rfile.read(length)
                 inbox.requests += 1
                 inbox.authorizations.append(self.headers.get("Authorization"))
@@ -389,20 +405,28 @@ class HttpReceiver(_Inbox):
         self._thread.start()
 
     def _body(self, body: bytes, encoding: str | None) -> bool:
+        """Decode a request body; with ``bulk``, each newline-separated message is one GELF message."""
         try:
-            if encoding == "gzip":
-                body = gzip.decompress(body)
-            elif encoding == "deflate":
-                body = zlib.decompress(body)
-            elif encoding not in (None, "identity"):
-                raise ProtocolViolationError(f"unknown Content-Encoding {encoding}")
-        except (OSError, zlib.error, EOFError) as error:
-            self.violation(f"corrupt {encoding} body: {error}")
-            return False
+            body = self._inflate(body, encoding)
         except ProtocolViolationError as error:
             self.violation(str(error))
             return False
-        return self.accept(body, "http")
+        if not self.bulk:
+            return self.accept(body, "http")
+        results = [self.accept(line, "http") for line in body.split(b"\n") if line.strip()]
+        return all(results) and bool(results)
+
+    def _inflate(self, body: bytes, encoding: str | None) -> bytes:
+        try:
+            if encoding == "gzip":
+                return gzip.decompress(body)
+            if encoding == "deflate":
+                return zlib.decompress(body)
+        except (OSError, zlib.error, EOFError) as error:
+            raise ProtocolViolationError(f"corrupt {encoding} body: {error}") from None
+        if encoding not in (None, "identity"):
+            raise ProtocolViolationError(f"unknown Content-Encoding {encoding}")
+        return body
 
     def close(self) -> None:
         """Stop serving."""

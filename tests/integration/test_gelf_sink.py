@@ -418,3 +418,51 @@ def test_kinds_filter_skips_other_records(udp: UdpReceiver) -> None:
     deliveries = sink.deliver([_record(1), unban])
     assert [d.result for d in deliveries] == [Result.SKIPPED, Result.DELIVERED]
     assert [m.payload["_record_kind"] for m in udp.wait_for(1)] == ["unban"]
+
+
+def test_http_bulk_sends_many_messages_per_request() -> None:
+    """With ``bulk`` a batch goes as few newline-separated requests, each within the body limit."""
+    receiver = HttpReceiver(bulk=True, max_body_bytes=16 * 1024)
+    try:
+        sink = _http_sink(receiver.port, tls=None, bulk=True, max_body_bytes=16 * 1024)
+        records = _records(100)
+        assert _all(Result.DELIVERED, sink.deliver(records))
+        _assert_arrived_as_sent(records, receiver.messages)
+        assert 1 < receiver.requests < 20
+        assert receiver.violations == []
+    finally:
+        receiver.close()
+
+
+def test_http_bulk_request_refused_is_resent_singly_to_find_the_bad_record() -> None:
+    """A 400 for a bulk request says nothing about which record: the messages are sent one by one, so only
+    the offending one is REJECTED."""
+    receiver = HttpReceiver(bulk=True)
+    try:
+        sink = _http_sink(receiver.port, tls=None, bulk=True)
+        receiver.script.answers.extend([(400, {}), (202, {}), (400, {})])  # the bulk, then one by one
+        records = _records(4)
+        deliveries = sink.deliver(records)
+        assert [d.result for d in deliveries] == [Result.DELIVERED, Result.REJECTED, Result.DELIVERED,
+                                                  Result.DELIVERED]
+        assert receiver.requests == 5
+    finally:
+        receiver.close()
+
+
+def test_http_message_over_the_body_limit_is_truncated_not_refused(http_double: HttpReceiver) -> None:
+    """The input refuses bodies over 64 KiB with 413; a longer message is cut to fit and arrives."""
+    record = _record(1, raw_extra="z" * 100_000)
+    [delivery] = _http_sink(http_double.port, tls=None).deliver([record])
+    assert delivery.result is Result.DELIVERED
+    [message] = http_double.messages
+    assert message.payload["full_message"].endswith(" [truncated]")
+    assert message.payload["_truncated_from_bytes"] == len(record.body["raw"])
+
+
+def test_http_413_from_the_input_rejects_the_message(http_double: HttpReceiver) -> None:
+    """A sink configured with a larger limit than the input's meets 413: REJECTED (it would never fit)."""
+    record = _record(1, raw_extra="z" * 100_000)
+    [delivery] = _http_sink(http_double.port, tls=None, max_body_bytes=1024 * 1024).deliver([record])
+    assert delivery.result is Result.REJECTED
+    assert delivery.reason.startswith("HTTP 413")

@@ -133,3 +133,16 @@ def test_unreadable_password_file_names_the_file(tmp_path: Path) -> None:
     secret_file.write_text("line-one\nignored\n")
     secret_file.chmod(0o600)
     assert SecretSource(secret_file).read() == "line-one"
+
+
+def test_bulk_and_body_limit_are_http_options(tmp_path: Path) -> None:
+    """``bulk`` and ``max_body_bytes`` are read for HTTP and refused, located, for the other transports."""
+    config, problems = _parse(tmp_path, "transport: http\nhost: h\nbulk: true\nmax_body_bytes: 1048576\n")
+    assert problems == []
+    assert (config.bulk, config.max_body_bytes) == (True, 1048576)
+    _, problems = _parse(tmp_path, "transport: tcp\nhost: h\nbulk: true\nmax_body_bytes: 100\n")
+    assert problems == [
+        "F:4:1: sinks[0].max_body_bytes: must be at least 1024",
+        "F:3:1: sinks[0].bulk: applies to transport http only",
+        "F:4:1: sinks[0].max_body_bytes: applies to transport http only",
+    ]

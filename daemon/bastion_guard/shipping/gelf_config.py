@@ -14,6 +14,8 @@
         compression: gzip              # udp: gzip (default) | zlib | none; http: none (default) | gzip | zlib
         chunk_size: wan                # udp: wan (1420, default) | lan (8154) | bytes per datagram
         path: /gelf                    # http
+        bulk: false                    # http: many messages per request (the input's "Enable Bulk Receiving")
+        max_body_bytes: 65536          # http: the input's "Max. HTTP chunk size" (longer bodies are refused)
         username: bastion              # http basic auth, with password_file or password_env; needs tls
         password_file: /etc/bastion-guard/graylog.pass
         timeout_secs: 10
@@ -44,6 +46,8 @@ from bastion_guard.shipping.gelf_chunks import (
 from bastion_guard.shipping.records import RecordKind
 
 DEFAULT_PORT = 12201  # Graylog's GELF inputs, UDP and TCP alike
+DEFAULT_MAX_BODY_BYTES = 64 * 1024  # Graylog's HTTP input max_chunk_size default: longer bodies get 413
+_MIN_BODY_BYTES = 1024
 _MAX_PORT = 65535
 _MIN_CHUNK_BYTES = 256  # smaller would spend more on the 12-byte header than it saves
 _CHUNK_SIZES = {"wan": WAN_CHUNK_BYTES, "lan": LAN_CHUNK_BYTES}
@@ -107,6 +111,8 @@ class GelfConfig:
     compression: Compression = Compression.NONE
     chunk_bytes: int = WAN_CHUNK_BYTES
     path: str = "/gelf"
+    bulk: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     username: str | None = None
     password: SecretSource | None = None
     timeout_secs: float = 10.0
@@ -136,11 +142,17 @@ def parse_config(section: Fields) -> GelfConfig:
     if not path.startswith("/"):
         section.problem("path", "must start with /")
         path = "/gelf"
+    bulk = section.get("bulk", bool, False)
+    max_body = section.count("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=_MIN_BODY_BYTES)
+    for key in ("bulk", "max_body_bytes"):
+        if section.has(key) and transport is not Transport.HTTP:
+            section.problem(key, "applies to transport http only")
     username, password = _basic_auth(section, transport, host, tls)
     timeout = section.number("timeout_secs", 10.0, minimum=0.1)
     kinds = _kinds(section)
     section.reject_unknown()
-    return GelfConfig(transport, host, port, tls, compression, chunk_bytes, path, username, password, timeout, kinds)
+    return GelfConfig(transport, host, port, tls, compression, chunk_bytes, path, bulk, max_body, username, password,
+                      timeout, kinds)
 
 
 def _only_for(section: Fields, key: str, transport: Transport, wanted: Transport, default: str) -> str:
@@ -262,4 +274,7 @@ def _kinds(section: Fields) -> frozenset[RecordKind]:
     return frozenset(kinds)
 
 
-__all__ = ["DEFAULT_PORT", "GelfConfig", "GelfError", "SecretSource", "TlsConfig", "Transport", "parse_config"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "GelfConfig", "GelfError", "SecretSource", "TlsConfig", "Transport",
+    "parse_config",
+]

@@ -1,9 +1,14 @@
-"""GELF over HTTP: one ``POST /gelf`` per message on a kept-alive connection; at-least-once.
+"""GELF over HTTP: ``POST /gelf`` on a kept-alive connection; at-least-once.
 
-Graylog's GELF HTTP input answers ``202 Accepted`` once it has taken the message, so every record gets a
-real answer: ``202`` is ``DELIVERED``, and a message whose answer never came (timeout, reset) is sent again
-(``RETRY``). The answer classes follow the sink contract, where ``REJECTED`` means "this record will
-never be accepted as it is":
+Graylog's GELF HTTP input answers ``202 Accepted`` once the body is in its pipeline (before the codec
+parses it), so every request gets a real answer: ``202`` is ``DELIVERED``, and a request whose answer never
+came (timeout, reset) is sent again (``RETRY``). One message per request by default; with ``bulk`` (the
+input's "Enable Bulk Receiving", Graylog 5.0 and later) many newline-separated messages per request, which
+is what lets HTTP keep up with detection. The input refuses bodies over its ``max_chunk_size`` (64 KiB by
+default, compressed size) with 413, so single messages are fitted to ``max_body_bytes`` (``full_message``
+truncated) and bulk requests are cut to it. It closes connections idle for 60 s, so a request failing on a
+reused connection is tried once more on a fresh one. The answer classes follow the sink contract, where
+``REJECTED`` means "this record will never be accepted as it is":
 
 - ``429``, ``408`` and ``5xx``: ``RETRY``, honouring ``Retry-After`` (seconds or an HTTP date); the rest of
   the batch is not sent either, since the input asked us to slow down or is failing;
@@ -11,8 +16,9 @@ never be accepted as it is":
   They say the sink is misconfigured (credentials, path, not a GELF input), not that a record is bad:
   records wait in the spool, bounded by its size, while health says what is wrong, instead of filling
   the dead-letter store with good records;
-- any other ``4xx`` (``400`` bad JSON or missing field, ``413`` too large, ...): ``REJECTED``, and the
-  batch goes on.
+- any other ``4xx`` (``400`` from a proxy or a stricter input, ``413`` too large, ...): ``REJECTED``, and the
+  batch goes on. A bulk request refused that way is sent again one message per request, so that only the
+  offending record is rejected.
 
 The standard library's ``http.client`` is enough for one request shape and keeps the daemon free of an
 HTTP stack dependency. The basic-auth header is built once from the secret and kept in a private
@@ -32,10 +38,10 @@ from datetime import UTC
 from typing import Any
 
 from bastion_guard.shipping.base import Delivery, Health, Result
-from bastion_guard.shipping.gelf import encode
+from bastion_guard.shipping.gelf import encode, fit
 from bastion_guard.shipping.gelf_chunks import Compression, compress
-from bastion_guard.shipping.gelf_config import TlsConfig
-from bastion_guard.shipping.gelf_transport import describe, tls_context
+from bastion_guard.shipping.gelf_config import DEFAULT_MAX_BODY_BYTES, TlsConfig
+from bastion_guard.shipping.gelf_transport import describe, tls_context, truncated
 
 _ACCEPTED = 202
 _TRANSIENT = frozenset({408, 425, 429})
@@ -64,9 +70,12 @@ class HttpTransport:
     def __init__(
         self, host: str, port: int, path: str, *, timeout_secs: float, tls: TlsConfig | None,
         compression: Compression = Compression.NONE, credentials: tuple[str, str] | None = None,
+        bulk: bool = False, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._host, self._port, self._path = host, port, path
         self._timeout = timeout_secs
+        self._bulk = bulk
+        self._max_body = max_body_bytes
         self._context = tls_context(tls) if tls is not None else None
         self._server_name = (tls.server_name if tls is not None else None) or host
         self._compression = compression
@@ -80,16 +89,69 @@ class HttpTransport:
         self._answered = 0  # requests answered on the current connection (a reused one may have gone stale)
 
     def send(self, payloads: Sequence[dict[str, Any]]) -> list[Delivery]:
-        """POST each payload; stop early (the rest ``RETRY``) when the input is failing or misconfigured."""
-        results: list[Delivery] = []
+        """POST the payloads (one per request, or in bulk); stop early (the rest ``RETRY``) when the input
+        is failing or misconfigured."""
+        results: list[Delivery | None] = [None] * len(payloads)
+        messages: list[tuple[int, bytes]] = []  # (index, encoded message) of those that fit a request
         for index, payload in enumerate(payloads):
-            delivery, stop = self._post(compress(encode(payload), self._compression))
-            results.append(delivery)
+            data = encode(payload)
+            if len(self._body([data])) > self._max_body:
+                fitted = fit(payload, self._max_body, lambda p: len(self._body([encode(p)])))
+                if fitted is None:
+                    results[index] = Delivery(Result.REJECTED, f"longer than max_body_bytes ({self._max_body}) "
+                                                               "even without full_message")
+                    continue
+                data = encode(fitted)
+                results[index] = truncated(index, payload, fitted)
+            messages.append((index, data))
+        requests = self._bulk_requests(messages) if self._bulk else [[message] for message in messages]
+        for number, request in enumerate(requests):
+            delivery, stop = self._post(self._body([data for _, data in request]))
+            if delivery.result is Result.REJECTED and len(request) > 1:  # find the record it is about
+                delivery, stop = self._one_by_one(request, results)
+            else:
+                for index, _ in request:
+                    _settle(results, index, delivery)
             if stop:
-                results.extend(Delivery(Result.RETRY, delivery.reason, delivery.retry_after_secs)
-                               for _ in payloads[index + 1 :])
+                waiting = Delivery(Result.RETRY, delivery.reason, delivery.retry_after_secs)
+                for later in requests[number + 1 :]:
+                    for index, _ in later:
+                        results[index] = waiting
                 break
-        return results
+        return [result or Delivery(Result.RETRY, "not sent") for result in results]
+
+    def _one_by_one(self, request: list[tuple[int, bytes]], results: list[Delivery | None]) -> tuple[Delivery, bool]:
+        """Send a refused bulk request's messages singly; the last answer and whether to stop."""
+        delivery, stop = Delivery(Result.DELIVERED), False
+        for position, (index, data) in enumerate(request):
+            delivery, stop = self._post(self._body([data]))
+            _settle(results, index, delivery)
+            if stop:
+                for rest, _ in request[position + 1 :]:
+                    results[rest] = Delivery(Result.RETRY, delivery.reason, delivery.retry_after_secs)
+                break
+        return delivery, stop
+
+    def _bulk_requests(self, messages: list[tuple[int, bytes]]) -> list[list[tuple[int, bytes]]]:
+        """Consecutive messages grouped so that each request's uncompressed body stays within the limit
+        (a compressed body is smaller still)."""
+        requests: list[list[tuple[int, bytes]]] = []
+        current: list[tuple[int, bytes]] = []
+        size = 0
+        for index, data in messages:
+            added = len(data) + (1 if current else 0)  # the newline before it
+            if current and size + added > self._max_body:
+                requests.append(current)
+                current, size, added = [], 0, len(data)
+            current.append((index, data))
+            size += added
+        if current:
+            requests.append(current)
+        return requests
+
+    def _body(self, messages: list[bytes]) -> bytes:
+        """The request body: the messages, newline-separated (bulk), compressed as configured."""
+        return compress(b"\n".join(messages), self._compression)
 
     def check(self) -> Health:
         """Open a fresh connection (TLS handshake included); no message is posted."""
@@ -144,6 +206,12 @@ class HttpTransport:
                 self.close()  # an unread or closing answer: the connection cannot carry the next request
             return _classify(response.status, response.reason, response.getheader("Retry-After"))
         raise AssertionError("unreachable: the second attempt always returns")
+
+
+def _settle(results: list[Delivery | None], index: int, delivery: Delivery) -> None:
+    """Record ``delivery`` for message ``index``, keeping the "truncated" note of one that was delivered."""
+    previous = results[index]
+    results[index] = previous if previous is not None and delivery.result is Result.DELIVERED else delivery
 
 
 def _classify(status: int, reason: str, retry_after: str | None) -> tuple[Delivery, bool]:

@@ -73,7 +73,8 @@ def build(config: GelfConfig, name: str) -> GelfSink:
         if config.username is not None and config.password is not None:
             credentials = (config.username, config.password.read())
         transport = HttpTransport(config.host, config.port, config.path, timeout_secs=config.timeout_secs,
-                                  tls=config.tls, compression=config.compression, credentials=credentials)
+                                  tls=config.tls, compression=config.compression, credentials=credentials,
+                                  bulk=config.bulk, max_body_bytes=config.max_body_bytes)
     return GelfSink(name, transport, config.kinds)
 
 
