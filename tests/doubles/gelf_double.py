@@ -356,6 +356,7 @@ class HttpReceiver(_Inbox):
     ) -> None:
         super().__init__(keep)
         self.bulk = bulk
+        self.close_idle = False  # close each connection after its answer, as the input's idle timeout does
         self.script = HttpScript()
         self.requests = 0
         self.authorizations: list[str | None] = []
@@ -385,6 +386,8 @@ class HttpReceiver(_Inbox):
                     self._answer(401, {"WWW-Authenticate": 'Basic realm="graylog"'})
                 else:
                     self._answer(202 if inbox._body(body, self.headers.get("Content-Encoding")) else 400)
+                if inbox.close_idle:  # without saying so: the client finds out on its next request
+                    self.close_connection = True
 
             def _answer(self, status: int, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)

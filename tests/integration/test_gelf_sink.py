@@ -466,3 +466,31 @@ def test_http_413_from_the_input_rejects_the_message(http_double: HttpReceiver) 
     [delivery] = _http_sink(http_double.port, tls=None, max_body_bytes=1024 * 1024).deliver([record])
     assert delivery.result is Result.REJECTED
     assert delivery.reason.startswith("HTTP 413")
+
+
+def test_http_connection_closed_by_the_input_is_reopened_without_retry(http_double: HttpReceiver) -> None:
+    """Graylog closes idle kept-alive connections; a request that finds its connection gone is sent once
+    more on a fresh one, so no record waits for a back-off because of it."""
+    http_double.close_idle = True
+    sink = _http_sink(http_double.port, tls=None)
+    records = _records(4)
+    assert _all(Result.DELIVERED, sink.deliver(records))
+    _assert_arrived_as_sent(records, http_double.messages)
+
+
+@pytest.mark.parametrize(
+    ("count", "reasons"),
+    [(3, ("did not acknowledge the batch",)), (200, ("timed out", "did not acknowledge the batch"))],
+    ids=["written-not-acknowledged", "write-blocked"],
+)
+def test_tcp_receiver_that_stops_reading_is_retry_not_delivered(count: int, reasons: tuple[str, ...]) -> None:
+    """A receiver that accepts but never reads (a 4 KiB window) cannot acknowledge a 30 KB batch that our
+    kernel took whole, nor take a 4 MB one: either way the sink answers RETRY for the batch after its
+    timeout instead of claiming delivery for bytes that only reached a socket buffer."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sink = _sink("stuck", TcpTransport("127.0.0.1", listener.getsockname()[1], 0.5, None))
+        records = [_record(index, raw_extra="q" * (10_000 if count < 10 else 20_000)) for index in range(count)]
+        deliveries = sink.deliver(records)
+        assert _all(Result.RETRY, deliveries)
+        assert any(reason in deliveries[0].reason for reason in reasons)

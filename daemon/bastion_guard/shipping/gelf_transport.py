@@ -89,8 +89,8 @@ def describe(error: BaseException) -> str:
         return f"TLS certificate not accepted: {error.verify_message}"
     if isinstance(error, ssl.SSLError):
         return f"TLS error: {error.reason or error}"
-    if isinstance(error, TimeoutError | socket.timeout):
-        return "timed out"
+    if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError: its text is "timed out"
+        return str(error) or "timed out"
     if isinstance(error, socket.gaierror):
         return f"cannot resolve: {error.strerror}"
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
