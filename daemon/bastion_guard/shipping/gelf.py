@@ -97,19 +97,16 @@ def fit(payload: dict[str, Any], limit: int, measure: Callable[[dict[str, Any]],
     full = str(payload.get("full_message", ""))
     original = len(full.encode("utf-8", "backslashreplace"))
     for _ in range(8):
-        keep = int(len(full) * limit / size * 0.9) if size else 0
-        full = full[: max(0, min(keep, len(full) - 1))]
-        candidate = {**payload, "_truncated_from_bytes": original}
-        if full:
-            candidate["full_message"] = full + TRUNCATION_MARK
-        else:
-            candidate.pop("full_message", None)
+        full = full[: min(int(len(full) * limit / size * 0.9), len(full) - 1)]
+        if not full:
+            break
+        candidate = {**payload, "full_message": full + TRUNCATION_MARK, "_truncated_from_bytes": original}
         size = measure(candidate)
         if size <= limit:
             return candidate
-        if not full:
-            return None
-    return None
+    candidate = {**payload, "_truncated_from_bytes": original}  # the last resort: no full_message at all
+    candidate.pop("full_message", None)
+    return candidate if measure(candidate) <= limit else None
 
 
 # --- per kind ---------------------------------------------------------------------------------------------------
