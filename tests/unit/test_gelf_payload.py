@@ -202,3 +202,11 @@ def test_fit_truncates_full_message_and_says_so() -> None:
     assert fitted["_user_name"] == payload["_user_name"]
     assert fit(payload, 20_000, lambda p: len(encode(p))) is payload
     assert fit(payload, 100, lambda p: len(encode(p))) is None
+
+
+def test_a_record_without_a_real_time_still_encodes() -> None:
+    """A NaN epoch cannot be JSON: the message goes without ``timestamp`` (the input stamps it) instead of
+    failing to encode on every retry and blocking the sink."""
+    record = Record("1" * 32, RecordKind.AUDIT, float("nan"), {"bastion": "b1", "action": "start"})
+    payload = decode_payload(encode(to_gelf(record)))[0]
+    assert "timestamp" not in payload

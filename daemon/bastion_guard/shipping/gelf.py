@@ -113,7 +113,7 @@ def fit(payload: dict[str, Any], limit: int, measure: Callable[[dict[str, Any]],
 
 
 def _base(record: Record, short_message: str, level: int) -> dict[str, Any]:
-    return {
+    payload = {
         "version": GELF_VERSION,
         "host": str(record.body.get("bastion") or "bastiond"),
         "short_message": _short(short_message),
@@ -122,6 +122,9 @@ def _base(record: Record, short_message: str, level: int) -> dict[str, Any]:
         "_event_id": record.id,
         "_record_kind": record.kind.value,
     }
+    if not math.isfinite(record.epoch):  # JSON has no NaN: such a record would fail to encode on every retry
+        del payload["timestamp"]  # the spec's SHOULD: the input stamps it on arrival
+    return payload
 
 
 def _event_payload(record: Record) -> dict[str, Any]:
