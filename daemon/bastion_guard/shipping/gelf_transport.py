@@ -43,7 +43,7 @@ log = logging.getLogger("bastiond.shipping")
 
 MAX_TCP_FRAME_BYTES = 2 * 1024 * 1024  # Graylog's GELF TCP input drops longer frames (max_message_size)
 _TCP_ESTABLISHED = 1  # include/net/tcp_states.h: first byte of struct tcp_info
-_FIRST_POLL_SECS = 0.0005
+_FIRST_POLL_SECS = 0.0002  # on a LAN the acknowledgement is back in well under a millisecond
 _MAX_POLL_SECS = 0.05
 
 
