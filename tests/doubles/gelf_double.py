@@ -352,10 +352,12 @@ class HttpReceiver(_Inbox):
 
     def __init__(
         self, tls: ssl.SSLContext | None = None, credentials: tuple[str, str] | None = None, keep: bool = True,
-        bulk: bool = False, max_body_bytes: int = MAX_HTTP_BODY_BYTES,
+        bulk: bool = False, max_body_bytes: int = MAX_HTTP_BODY_BYTES, port: int = 0,
     ) -> None:
         super().__init__(keep)
         self.bulk = bulk
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self.close_idle = False  # close each connection after its answer, as the input's idle timeout does
         self.script = HttpScript()
         self.requests = 0
@@ -367,6 +369,16 @@ class HttpReceiver(_Inbox):
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Graylog's Netty input
+
+            def setup(self) -> None:
+                super().setup()
+                with inbox._lock:
+                    inbox._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with inbox._lock:
+                    inbox._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -399,7 +411,7 @@ class HttpReceiver(_Inbox):
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: tests read ``messages`` and ``violations``."""
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", port), Handler)
         if tls is not None:  # the handshake happens in the request thread, so a refused one is just logged
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True,
                                                   do_handshake_on_connect=False)
@@ -432,10 +444,15 @@ class HttpReceiver(_Inbox):
         return body
 
     def close(self) -> None:
-        """Stop serving."""
+        """Stop serving and drop kept-alive connections, as a stopped Graylog would."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
