@@ -204,7 +204,7 @@ class HttpTransport:
             self._answered += 1
             if not response.isclosed() or response.will_close:
                 self.close()  # an unread or closing answer: the connection cannot carry the next request
-            return _classify(response.status, response.reason, response.getheader("Retry-After"))
+            return classify(response.status, response.reason, response.getheader("Retry-After"))
         raise AssertionError("unreachable: the second attempt always returns")
 
 
@@ -214,7 +214,7 @@ def _settle(results: list[Delivery | None], index: int, delivery: Delivery) -> N
     results[index] = previous if previous is not None and delivery.result is Result.DELIVERED else delivery
 
 
-def _classify(status: int, reason: str, retry_after: str | None) -> tuple[Delivery, bool]:
+def classify(status: int, reason: str, retry_after: str | None) -> tuple[Delivery, bool]:
     """The delivery for an HTTP answer, and whether the rest of the batch should wait."""
     text = f"HTTP {status} {reason}".strip()
     if status == _ACCEPTED:
@@ -244,4 +244,4 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-__all__ = ["HttpTransport", "parse_retry_after"]
+__all__ = ["HttpTransport", "classify", "parse_retry_after"]
