@@ -21,6 +21,10 @@
         timeout_secs: 10
         kinds: [event, decision, ban, unban, key, audit]   # default: all; others are SKIPPED
 
+Basic auth suits a reverse proxy in front of Graylog, and Graylog's own GELF HTTP input, which checks one
+authorization header of the operator's choosing: name it ``Authorization`` with the value
+``Basic <base64 of username:password>``.
+
 There is no switch that turns certificate verification off: a self-signed Graylog is trusted by naming
 its CA in ``ca_file``. ``parse_config`` reads no secret and connects nowhere (``bastiond --check-config``
 runs it); the password is read when the sink is built.
