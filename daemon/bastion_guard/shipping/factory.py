@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bastion_guard.rules.fields import Fields
+from bastion_guard.shipping import gelf_sink
 from bastion_guard.shipping.base import Sink
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig, parse_elasticsearch
 from bastion_guard.shipping.webhook import config as webhook_config
@@ -35,5 +36,6 @@ def _build_elasticsearch(config: ElasticsearchConfig, name: str) -> Sink:
 
 SINK_TYPES: dict[str, SinkType] = {
     "elasticsearch": (parse_elasticsearch, _build_elasticsearch),
+    "gelf": (gelf_sink.parse_config, gelf_sink.build),
     "webhook": (webhook_config.parse_config, webhook_sink.build),
 }
