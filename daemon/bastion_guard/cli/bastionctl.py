@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from bastion_guard import __version__
-from bastion_guard.cli import audit_cmd, control_cmds, parse_cmd, ssh_config_cmd, test_cmd
+from bastion_guard.cli import audit_cmd, control_cmds, keys_cmd, parse_cmd, ssh_config_cmd, test_cmd
 from bastion_guard.cli.common import EXIT_OK, EXIT_USAGE
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     control_cmds.add_parsers(subparsers)
     ssh_config_cmd.add_parser(subparsers)
     audit_cmd.add_parser(subparsers)
+    keys_cmd.add_parsers(subparsers)
     return parser
 
 

@@ -11,6 +11,7 @@ Every key is optional; with no file at all the daemon runs on embedded defaults:
     firewall: {backend: nftables, netns: null}   # nftables | ipset | dry-run
     allowlist: [192.0.2.0/24]        # never banned, in addition to the rules' allowlists and loopback
     metrics: {address: 127.0.0.1, port: 9474}   # Prometheus /metrics; port 0 turns it off
+    keys: /etc/bastion-guard/keys.yaml      # key lifecycle inventory; an absent file turns it off
 
 Problems are reported all at once with file, line, column and key, as for rule files.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from bastion_guard.config.yamlsrc import load_documents
 from bastion_guard.defaults import default_rules_dir
 from bastion_guard.errors import ConfigError, ConfigProblem, Location
+from bastion_guard.keys.inventory import DEFAULT_KEYS
 from bastion_guard.rules.fields import Fields
 from bastion_guard.rules.spec import Network
 
@@ -63,6 +65,7 @@ class DaemonConfig:
     allowlist: tuple[Network, ...] = field(default=())
     origin: str = "embedded defaults"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    keys: Path = DEFAULT_KEYS
 
     @property
     def socket_path(self) -> Path:
@@ -130,6 +133,7 @@ def _from_fields(fields: Fields, defaults: DaemonConfig, origin: str) -> DaemonC
         runtime_dir=Path(fields.get("runtime_dir", str, str(defaults.runtime_dir))),
         firewall=backend, netns=netns, allowlist=tuple(allowlist), origin=origin,
         metrics=_metrics(fields, defaults.metrics),
+        keys=Path(fields.get("keys", str, str(defaults.keys))),
     )
 
 
