@@ -157,7 +157,7 @@ def _keys_list(args: argparse.Namespace) -> int:
         if state_path.exists():
             with StateStore.open(state_path) as store:
                 uses = store.key_uses()
-        rows = key_rows(inventory, uses, time.time())
+        rows = key_rows(inventory, ledgers.read(state_dir), uses, time.time())
     except BastionError as error:
         return fail(str(error))
     if args.output == "json":

@@ -100,6 +100,12 @@ def offboard(
         progress(f"{person.name}: keys revoked on the bastion")
     _block(person, audit, result, lock_account=lock_account, end_sessions=end_sessions)
     for key in inventory.shared_keys_of(person):
+        rotated = ledger.last_rotated.get(key.name)
+        if ledger.open_rotation(key.name) is None and rotated is not None and rotated >= entry.started:
+            # Rotated since this offboarding began: the person cannot know the live key. A re-run is a no-op.
+            audit.step("shared-key-rotation", "skipped", key=key.name, person=person.name,
+                       message="already rotated since this offboarding started")
+            continue
         reason = f"offboarding {person.name}"
         result.rotations.append(rotate(key, inventory, ledger, ssh, audit, reason=reason, progress=progress,
                                        clock=clock))

@@ -126,6 +126,7 @@ class KeyLifecycle:
         try:
             with ledgers.locked(self._state_dir, wait=False) as ledger:
                 work = due_work(self.inventory, ledger, self._clock())
+                log.debug("key schedule checked: %d due", len(work))
                 ssh = Ssh(known_hosts(self.inventory, self._state_dir))
                 for item in work:
                     if self._stopping.is_set():

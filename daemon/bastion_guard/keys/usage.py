@@ -9,6 +9,7 @@ from bastion_guard.keys import krl
 from bastion_guard.keys.errors import KeyLifecycleError
 from bastion_guard.keys.inventory import Inventory
 from bastion_guard.keys.keypair import load_pair
+from bastion_guard.keys.ledger import Ledger
 from bastion_guard.keys.offboard import keys_of
 from bastion_guard.keys.rotate import endpoints
 from bastion_guard.state.records import KeyUse
@@ -35,15 +36,22 @@ class KeyRow:
         return asdict(self)
 
 
-def key_rows(inventory: Inventory, uses: dict[str, KeyUse], now: float) -> list[KeyRow]:
-    """Every personal key (inline and in authorized_keys) and every shared key of the inventory."""
+def key_rows(inventory: Inventory, ledger: Ledger, uses: dict[str, KeyUse], now: float) -> list[KeyRow]:
+    """Every personal key (inline, in authorized_keys, or revoked by an offboarding: then only its fingerprint
+    is left) and every shared key of the inventory."""
     rows = []
     for person in inventory.people:
         departed = person.departs is not None and person.departs <= now
+        where = [f"bastion:{person.account}"]
+        listed = set()
         for key in keys_of(person):
             state = "revoked" if krl.revoked(inventory.krl, key) else ("departed" if departed else "active")
-            rows.append(_row(person.name, "personal", key.fingerprint, [f"bastion:{person.account}"], state,
-                             uses=uses, now=now))
+            rows.append(_row(person.name, "personal", key.fingerprint, where, state, uses=uses, now=now))
+            listed.add(key.fingerprint)
+        offboarding = ledger.offboardings.get(person.name)
+        for fingerprint in offboarding.revoked if offboarding is not None else ():
+            if fingerprint not in listed:
+                rows.append(_row(person.name, "personal", fingerprint, [], "revoked", uses=uses, now=now))
     for shared in inventory.shared_keys:
         try:
             fingerprint, state = load_pair(shared.private_key).public.fingerprint, "active"
