@@ -46,6 +46,14 @@ def revoke(krl: Path, keys: Sequence[PublicKey]) -> list[PublicKey]:
     new = [key for key in keys if missing or not revoked(krl, key)]
     if not new and not missing:
         return []
+    try:
+        return _replace(krl, new, missing=missing)
+    except OSError as error:
+        raise KeyLifecycleError(f"cannot update the KRL {krl}: {error.strerror or error} (the live file is unchanged)"
+                                ) from error
+
+
+def _replace(krl: Path, new: Sequence[PublicKey], *, missing: bool) -> list[PublicKey]:
     ownership = Ownership.of(krl) if not missing else KRL_OWNERSHIP
     fd, name = tempfile.mkstemp(prefix=f".{krl.name}.", dir=krl.parent)
     os.close(fd)
@@ -64,7 +72,8 @@ def revoke(krl: Path, keys: Sequence[PublicKey]) -> list[PublicKey]:
             if not revoked(candidate, key):
                 raise KeyLifecycleError(f"ssh-keygen -Q does not show {key.fingerprint} revoked in the new {krl}")
         candidate.chmod(ownership.mode)
-        os.chown(candidate, ownership.uid, ownership.gid)
+        if (ownership.uid, ownership.gid) != (os.geteuid(), os.getegid()):
+            os.chown(candidate, ownership.uid, ownership.gid)
         atomic_rename(candidate, krl)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -73,7 +82,7 @@ def revoke(krl: Path, keys: Sequence[PublicKey]) -> list[PublicKey]:
     for key in new:
         if not revoked(krl, key):
             raise KeyLifecycleError(f"{krl} was replaced but ssh-keygen -Q does not show {key.fingerprint} revoked")
-    return new
+    return list(new)
 
 
 def sshd_reads(krl: Path, sshd_config: Path | None) -> str | None:

@@ -63,7 +63,8 @@ def due_work(inventory: Inventory, ledger: ledgers.Ledger, now: float) -> list[D
     for key in inventory.shared_keys:
         if ledger.open_rotation(key.name) is not None:
             run = ledger.rotations[key.name]
-            if now - max(run.started, *(max(s.values(), default=0) for s in run.steps.values())) >= RETRY_SECS:
+            last_step = max([run.started, *(stamp for steps in run.steps.values() for stamp in steps.values())])
+            if now - last_step >= RETRY_SECS:
                 work.append(Due(shared_key=key))
             continue
         if key.rotate_every is None:
