@@ -169,18 +169,39 @@ def test_a_target_refusing_the_new_key_stops_before_the_switch(lab: keylab.Lab) 
     assert lab.jump("bob", batch, keylab.T1).returncode == 0
 
 
+def _processes_of(account: str) -> list[str]:
+    return netns.run("pgrep", "-u", account, check=False).stdout.split()
+
+
 def test_a_missing_krl_is_recreated_and_unlocks_everyone(lab: keylab.Lab) -> None:
     """With the KRL gone sshd refuses every key (bob too); offboarding gina creates it again, atomically:
-    bob gets in again, gina does not."""
-    aside = lab.krl.with_name("moved-away.krl")
-    lab.krl.rename(aside)
+    bob gets in again, gina does not. Her live session is ended and her account locked and expired."""
+    session = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client, "ssh", "-F", str(lab.ssh_config("gina")), "bastion", "sleep 300"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
     try:
-        assert lab.login_bastion("bob").returncode != 0, "sshd should refuse every key without its KRL"
-        done = lab.bastionctl("rotate-keys", "gina", "-o", "json")
+        assert netns.wait_until(lambda: bool(_processes_of(lab.account("gina"))), WAIT), "gina's session never started"
+        aside = lab.krl.with_name("moved-away.krl")
+        lab.krl.rename(aside)
+        try:
+            assert lab.login_bastion("bob").returncode != 0, "sshd should refuse every key without its KRL"
+            done = lab.bastionctl("rotate-keys", "gina", "--lock-account", "--end-sessions", "-o", "json")
+        finally:
+            if not lab.krl.exists():
+                aside.rename(lab.krl)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert session.wait(timeout=WAIT) != 0, "the live session must end"
     finally:
-        if not lab.krl.exists():
-            aside.rename(lab.krl)
-    assert done.returncode == 0, done.stderr
+        if session.poll() is None:
+            session.kill()
+            session.wait(timeout=10)
+    actions = {(record["action"], record["outcome"]) for record in _json(done)["records"]}
+    assert {("account-locked", "success"), ("sessions-ended", "success")} <= actions
+    # Killed processes linger until sshd's monitor (root) reaps them: wait for that, bounded.
+    assert netns.wait_until(lambda: _processes_of(lab.account("gina")) == [], WAIT)
+    shadow = netns.run("getent", "shadow", lab.account("gina")).stdout.split(":")
+    assert shadow[1].startswith("!") and shadow[7] == "1", shadow
     assert lab.login_bastion("bob").returncode == 0
     assert lab.login_bastion("gina").returncode != 0
     assert keylab.uid_gid_mode(lab.krl) == ("root", 0o644)

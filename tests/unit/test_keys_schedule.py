@@ -109,3 +109,30 @@ def test_a_broken_shared_key_stops_the_rotation_before_any_target(tmp_path: Path
     (record,) = records
     assert record.kind is RecordKind.KEY and record.body["outcome"] == "failure" and record.body["key"] == "ai"
     assert (tmp_path / "shared").exists()
+
+
+def test_a_run_that_stopped_right_after_the_switch_goes_on_with_the_removal(tmp_path: Path) -> None:
+    """The key file already holds the new key but the ledger did not record the switch (a crash between
+    the rename and the save): the run notices by fingerprint, does not install or switch again, and goes
+    on to remove the old key (here the host refuses connections, so that step fails and is retried later)."""
+    if shutil.which("ssh-keygen") is None or shutil.which("ssh") is None:
+        pytest.skip("ssh-keygen or ssh missing (apt-get install openssh-client)")
+    import subprocess  # noqa: PLC0415 - only this test generates keys
+
+    live = tmp_path / "shared"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(live)], check=True)
+    new = parse_key((tmp_path / "shared.pub").read_text())
+    inventory = Inventory(
+        tmp_path / "keys.yaml", tmp_path / "revoked.krl",
+        targets=(Target("t", ("127.0.0.1",), "nobody", port=1),),
+        shared_keys=(SharedKey("ai", live, ("t",), ()),),
+    )
+    with locked(tmp_path) as ledger:
+        ledger.rotations["ai"] = Rotation("ai", "test", "SHA256:old", new.fingerprint, 1.0,
+                                          old_key=KEY.line, steps={"nobody@127.0.0.1:1": {"added": 2.0, "verified": 3.0}})
+        result = rotate(inventory.shared_keys[0], inventory, ledger, Ssh(tmp_path / "known_hosts"),
+                        Audit(bastion="test"), reason="test")
+        assert ledger.rotations["ai"].switched is not None and ledger.rotations["ai"].completed is None
+    assert result.switched and not result.completed
+    assert [(e.phase, e.status) for e in result.endpoints] == [("remove", "failed")]
+    assert parse_key((tmp_path / "shared.pub").read_text()) == new, "no second key was generated"

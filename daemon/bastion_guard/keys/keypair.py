@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bastion_guard.keys.commands import run
 from bastion_guard.keys.errors import KeyFormatError, KeyLifecycleError
-from bastion_guard.keys.files import atomic_rename
+from bastion_guard.keys.files import Ownership, atomic_rename, atomic_write
 from bastion_guard.keys.pubkey import PublicKey, parse_key
 
 
@@ -78,11 +78,19 @@ def generate_next(private: Path, owner: str, comment: str) -> KeyPair:
 
 
 def switch_to_next(private: Path) -> KeyPair:
-    """Make ``<private>.next`` the live key: the .pub first, then the private key, each by one rename."""
+    """Make ``<private>.next`` the live key by one rename, then write the matching ``.pub`` (0644, same owner).
+
+    The rename is the switch: a crash after it leaves the new key live (the ledger's rotation notices by
+    fingerprint), a crash before it leaves the old key live and ``.next`` waiting. ssh reads only the
+    private key, so a stale ``.pub`` for a moment misleads nobody.
+    """
     pending = next_path(private)
     if not pending.exists():
         raise KeyLifecycleError(f"no new key waiting at {pending}")
     pair = load_pair(pending)
-    atomic_rename(pending.with_name(pending.name + ".pub"), private.with_name(private.name + ".pub"))
+    owner = Ownership.of(pending)
     atomic_rename(pending, private)
+    atomic_write(private.with_name(private.name + ".pub"), f"{pair.public.line}\n".encode(),
+                 Ownership(0o644, owner.uid, owner.gid))
+    pending.with_name(pending.name + ".pub").unlink(missing_ok=True)
     return KeyPair(private, pair.public)

@@ -107,7 +107,12 @@ def rotate(
             audit.step("shared-key-switch", "skipped", key=key.name, old=run.old, new=run.new,
                        message="not every host accepts the new key yet: the old key stays in use everywhere")
             return result
-        switch_to_next(key.private_key)
+        try:
+            switch_to_next(key.private_key)
+        except KeyLifecycleError as error:
+            result.error = str(error)
+            audit.step("shared-key-switch", "failure", key=key.name, old=run.old, new=run.new, message=str(error))
+            return result
         run.switched = clock()
         ledger.save()
         audit.step("shared-key-switch", "success", key=key.name, path=str(key.private_key), old=run.old, new=run.new)
@@ -133,8 +138,12 @@ def _prepare(key: SharedKey, ledger: Ledger, audit: Audit, reason: str,
     """
     run = ledger.open_rotation(key.name)
     if run is not None:
+        live = load_pair(key.private_key)
+        if run.switched is None and live.public.fingerprint == run.new:
+            run.switched = clock()  # the key file was renamed, then the run stopped before it could say so
+            ledger.save()
         if run.switched is not None:
-            return run, None, load_pair(key.private_key)
+            return run, None, live
         pending = load_pair(next_path(key.private_key))
         if pending.public.fingerprint != run.new:
             raise KeyLifecycleError(
@@ -143,7 +152,7 @@ def _prepare(key: SharedKey, ledger: Ledger, audit: Audit, reason: str,
             )
         audit.step("shared-key-rotation", "info", key=key.name, message="continuing the unfinished rotation",
                    old=run.old, new=run.new, started=run.started)
-        return run, load_pair(key.private_key), pending
+        return run, live, pending
     current = load_pair(key.private_key)  # a missing or malformed key stops here, before any target is touched
     pending = generate_next(key.private_key, key.owner, f"{key.name}@bastion-guard")
     run = Rotation(key.name, reason, current.public.fingerprint, pending.public.fingerprint, clock(),
