@@ -196,7 +196,9 @@ def test_a_missing_krl_is_recreated_and_unlocks_everyone(lab: keylab.Lab) -> Non
         if session.poll() is None:
             session.kill()
             session.wait(timeout=10)
-    actions = {(record["action"], record["outcome"]) for record in _json(done)["records"]}
+    report = _json(done)
+    assert any("was missing" in warning for warning in report["warnings"]), report["warnings"]
+    actions = {(record["action"], record["outcome"]) for record in report["records"]}
     assert {("account-locked", "success"), ("sessions-ended", "success")} <= actions
     # Killed processes linger until sshd's monitor (root) reaps them: wait for that, bounded.
     assert netns.wait_until(lambda: _processes_of(lab.account("gina")) == [], WAIT)

@@ -52,3 +52,12 @@ def test_unknown_person(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     config = _config(tmp_path, "krl: /etc/ssh/revoked.krl\npeople:\n  - {name: alice, account: al}\n")
     assert main(["rotate-keys", "mallory", "--config", str(config), "--dry-run"]) == 2
     assert "unknown person 'mallory'" in capsys.readouterr().err and not (tmp_path / "state").exists()
+
+
+def test_bastiond_check_config_reports_a_bad_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bastiond --check-config`` (ExecStartPre) refuses an invalid keys.yaml with its location."""
+    from bastion_guard.cli.bastiond import main as bastiond_main  # noqa: PLC0415
+
+    config = _config(tmp_path, "krl: /etc/ssh/revoked.krl\npeople:\n  - {name: alice, account: al, departs: soon}\n")
+    assert bastiond_main(["--check-config", "--config", str(config)]) == 2
+    assert "keys.yaml:3:32: people[0].departs: 'soon' is not an RFC 3339 time" in capsys.readouterr().err

@@ -71,7 +71,8 @@ def _load(args: argparse.Namespace) -> tuple[Inventory, Path] | int:
 
 
 def _rotate_keys(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+    # Failures and warnings are in the report printed at the end; -v shows every step as it happens.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
                         format="bastionctl: %(message)s")
     loaded = _load(args)
     if isinstance(loaded, int):

@@ -110,7 +110,8 @@ def offboard(
         result.rotations.append(rotate(key, inventory, ledger, ssh, audit, reason=reason, progress=progress,
                                        clock=clock))
     entry.revoked = sorted(set(entry.revoked) | set(result.revoked))
-    entry.last_error = "; ".join(result.errors + [r.error or "" for r in result.rotations if r.failed]) or None
+    rotation_errors = [r.error or f"{r.key}: {r.failed} host(s) failed" for r in result.rotations if r.failed]
+    entry.last_error = "; ".join(result.errors + rotation_errors) or None
     if result.failed == 0:
         entry.completed = clock()
     ledger.save()
@@ -130,6 +131,8 @@ def _revoke(person: Person, inventory: Inventory, audit: Audit, result: Offboard
         result.warnings.append(warning)
         log.warning("!!! %s", warning)
         audit.step("krl-check", "failure", path=str(inventory.krl), message=warning)
+    if not inventory.krl.exists():
+        result.warnings.append(f"the KRL {inventory.krl} was missing (sshd refused every public key): created it")
     try:
         new = krl.revoke(inventory.krl, keys)
     except KeyLifecycleError as error:
