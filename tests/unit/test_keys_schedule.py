@@ -91,6 +91,15 @@ def test_departed_logins_raise_alerts(tmp_path: Path) -> None:
     assert decisions[0].evidence[0].position == 123
 
 
+def test_fingerprints_beyond_the_inline_keys_are_matched(tmp_path: Path) -> None:
+    """A key that was only in carol's authorized_keys (known by fingerprint) used under another account."""
+    index = DepartedIndex.of(_inventory(tmp_path), {"carol": ["SHA256:fromfile"], "bob": ["SHA256:bobs"]})
+    events = [_event(Kind.AUTH_SUCCESS, DEPARTS + 1, "deploy", "SHA256:fromfile"),
+              _event(Kind.AUTH_SUCCESS, DEPARTS + 2, "deploy", "SHA256:bobs")]
+    (decision,) = departed_logins(events, index)
+    assert decision.target == "carol" and "as deploy with SHA256:fromfile" in decision.reason
+
+
 def test_a_broken_shared_key_stops_the_rotation_before_any_target(tmp_path: Path) -> None:
     """A private key ssh-keygen cannot read: a failure record, no new pair, no ledger run, no ssh."""
     if shutil.which("ssh-keygen") is None:

@@ -9,7 +9,7 @@ refusal: ``Authentication key ... revoked by file``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bastion_guard.decisions import Decision, Evidence, Verdict
@@ -28,13 +28,15 @@ class DepartedIndex:
     by_fingerprint: dict[str, Person]
 
     @classmethod
-    def of(cls, inventory: Inventory) -> DepartedIndex:
-        """Index the people of ``inventory`` that have a ``departs`` time."""
+    def of(cls, inventory: Inventory, fingerprints: Mapping[str, Iterable[str]] | None = None) -> DepartedIndex:
+        """Index the people of ``inventory`` that have a ``departs`` time: their inline keys, plus
+        ``fingerprints`` by person name (keys found in their authorized_keys, or revoked by an offboarding)."""
         leaving = [person for person in inventory.people if person.departs is not None]
-        return cls(
-            {person.account: person for person in leaving},
-            {key.fingerprint: person for person in leaving for key in person.keys},
-        )
+        by_fingerprint = {key.fingerprint: person for person in leaving for key in person.keys}
+        for person in leaving:
+            for fingerprint in (fingerprints or {}).get(person.name, ()):
+                by_fingerprint.setdefault(fingerprint, person)
+        return cls({person.account: person for person in leaving}, by_fingerprint)
 
     def who(self, event: Event) -> Person | None:
         """The departed person this event is about, if any."""

@@ -26,7 +26,7 @@ from bastion_guard.keys import ledger as ledgers
 from bastion_guard.keys.alerts import DepartedIndex, departed_logins
 from bastion_guard.keys.audit import Audit, Emit
 from bastion_guard.keys.inventory import Inventory, Person, SharedKey, load_inventory
-from bastion_guard.keys.offboard import offboard
+from bastion_guard.keys.offboard import keys_of, offboard
 from bastion_guard.keys.remote import Ssh
 from bastion_guard.keys.rotate import rotate
 
@@ -87,7 +87,7 @@ class KeyLifecycle:
                  clock: Callable[[], float] = time.time, check_every: float = CHECK_EVERY_SECS) -> None:
         self.inventory = inventory
         self._state_dir = state_dir
-        self._index = DepartedIndex.of(inventory)
+        self._index = DepartedIndex.of(inventory, _known_fingerprints(inventory, state_dir))
         self._audit = Audit(emit, clock=clock)
         self._clock = clock
         self._check_every = check_every
@@ -144,6 +144,27 @@ class KeyLifecycle:
         except BastionError as error:
             log.error("key schedule: %s", error)
             return 0
+
+
+def _known_fingerprints(inventory: Inventory, state_dir: Path) -> dict[str, list[str]]:
+    """Fingerprints of departing people beyond their inline keys: what their authorized_keys hold now and
+    what earlier offboardings revoked (read once, at start)."""
+    try:
+        ledger = ledgers.read(state_dir)
+    except BastionError as error:
+        log.error("key ledger unreadable, departed-login alerts match accounts and inline keys only: %s", error)
+        ledger = None
+    found: dict[str, list[str]] = {}
+    for person in inventory.people:
+        if person.departs is None:
+            continue
+        entry = ledger.offboardings.get(person.name) if ledger is not None else None
+        found[person.name] = list(entry.revoked) if entry is not None else []
+        try:
+            found[person.name] += [key.fingerprint for key in keys_of(person)]
+        except BastionError as error:
+            log.error("keys of %s not read: %s", person.name, error)
+    return found
 
 
 def start_key_lifecycle(keys_path: Path, state_dir: Path, emit: Emit | None = None) -> KeyLifecycle | None:
