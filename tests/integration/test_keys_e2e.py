@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,7 +113,9 @@ def test_offboarding_with_a_target_down_finishes_on_rerun(lab: keylab.Lab) -> No
         assert lab.jump("bob", lab.shared_key, target).returncode == 0, target
     assert Path(f"{lab.shared_key}.next").exists()
 
+    started = time.monotonic()
     second = lab.bastionctl("rotate-keys", "alice", "-o", "json")
+    print(f"\nkeys e2e: re-run (1 install + verify, switch, 2 removals) took {time.monotonic() - started:.2f} s")
     assert second.returncode == 0, second.stdout + second.stderr
     (rotation,) = _json(second)["rotations"]
     states = {(e["endpoint"].split("@")[1].split(":")[0], e["phase"]): e["status"] for e in rotation["endpoints"]}
