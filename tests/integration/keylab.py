@@ -159,7 +159,7 @@ def _listening(ns: str) -> bool:
 
 
 def keys_yaml(lab: Lab, people: Sequence[str], *, departs: dict[str, str] | None = None,
-              targets: Sequence[str] = (), shared: Sequence[str] = ()) -> str:
+              targets: Sequence[str] = (), shared: Sequence[str] = (), rotate_every: str | None = None) -> str:
     """The inventory: ``people`` (roles) with their accounts, both targets, the shared key of alice and bob,
     plus ``targets`` and ``shared`` (flow mappings) and departure times by role."""
     lines = [f"krl: {lab.krl}", f"sshd_config: {lab.workdir / 'sshd-bastion' / 'sshd_config'}", "people:"]
@@ -173,7 +173,7 @@ def keys_yaml(lab: Lab, people: Sequence[str], *, departs: dict[str, str] | None
         *(f"  - {target}" for target in targets),
         "shared_keys:",
         f"  - {{name: ai-user, private_key: {lab.shared_key}, owner: {lab.account('bob')}, targets: [t1, t2],"
-        " users: [alice, bob]}",
+        f" users: [alice, bob]{f', rotate_every: {rotate_every}' if rotate_every else ''}}}",
         *(f"  - {key}" for key in shared),
     ]
     return "\n".join(lines) + "\n"

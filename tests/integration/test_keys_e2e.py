@@ -259,16 +259,28 @@ def _offboarded(lab: keylab.Lab, role: str) -> bool:
 
 def test_scheduled_departures_fire_from_bastiond(lab: keylab.Lab) -> None:
     """Carol left while bastiond was down: it offboards her at start (late, once). Dave leaves a few seconds
-    after start: it offboards him on time. Dave's next attempt raises the departed-user alert; bob's login
-    shows up in keys list; a restart fires nothing again."""
+    after start: it offboards him on time. The shared key, last written two hours ago with rotate_every 1h,
+    is rotated on both targets. Dave's next attempt raises the departed-user alert; bob's login shows up in
+    keys list; a restart fires nothing again."""
     now = datetime.now(UTC)
     departs = {"carol": (now - timedelta(hours=1)).isoformat(), "dave": (now + timedelta(seconds=4)).isoformat()}
     lab.keys_yaml.write_text(keylab.keys_yaml(lab, ("alice", "bob", "erin", "gina", "carol", "dave"),
-                                              departs=departs))
+                                              departs=departs, rotate_every="1h"))
+    two_hours_ago = time.time() - 7200
+    with (lab.state_dir / "keys").joinpath("ledger.json").open() as ledger_file:
+        ledger = json.load(ledger_file)
+    ledger["last_rotated"]["ai-user"] = two_hours_ago  # as if the rotation of the first test was long ago
+    (lab.state_dir / "keys" / "ledger.json").write_text(json.dumps(ledger))
+    before = keylab.fingerprint(lab.shared_key)
     daemon = _Daemon(lab)
     try:
         daemon.start()
         assert netns.wait_until(lambda: _offboarded(lab, "carol"), WAIT, step=0.1), daemon.text()
+        assert netns.wait_until(lambda: _ledger(lab)["last_rotated"]["ai-user"] > two_hours_ago, WAIT, step=0.1), \
+            daemon.text()
+        assert keylab.fingerprint(lab.shared_key) != before
+        for target in (keylab.T1, keylab.T2):
+            assert lab.jump("bob", lab.shared_key, target).returncode == 0, target
         assert _revoked(lab, Path(f"{lab.users['carol'].key}.pub"))
         assert not _revoked(lab, Path(f"{lab.users['dave'].key}.pub")), "dave has not left yet"
         assert lab.login_bastion("dave").returncode == 0
