@@ -54,6 +54,18 @@ def test_a_file_without_the_keys_is_not_touched(tmp_path: Path) -> None:
     assert remove_keys(tmp_path / "missing", [alice], tmp_path / "backups", "x") == []
 
 
+def test_a_symlinked_file_is_not_rewritten(tmp_path: Path) -> None:
+    """A link could point anywhere: refused with a clear error, the link and its target untouched."""
+    alice = _key(tmp_path, "alice")
+    target = tmp_path / "elsewhere"
+    target.write_text(f"{alice.line}\n")
+    link = tmp_path / "authorized_keys"
+    link.symlink_to(target)
+    with pytest.raises(KeyLifecycleError, match="symbolic link"):
+        remove_keys(link, [alice], tmp_path / "backups", "x")
+    assert link.is_symlink() and target.read_text() == f"{alice.line}\n"
+
+
 def test_krl_update_is_verified_and_idempotent(tmp_path: Path) -> None:
     """Revoked keys show as revoked with ssh-keygen -Q; revoking again changes nothing; others stay ok."""
     alice, bob = _key(tmp_path, "alice"), _key(tmp_path, "bob")

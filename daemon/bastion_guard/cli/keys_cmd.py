@@ -193,10 +193,12 @@ class _ProgressBar:
         self.done = 0
 
     def tick(self, label: str) -> None:
+        """One more step done; ``label`` says which."""
         self.done = min(self.done + 1, self.total)
         filled = self.WIDTH * self.done // self.total
         sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} {label[:60]}")
         sys.stderr.flush()
 
     def close(self) -> None:
+        """End the bar's line."""
         sys.stderr.write("\n")

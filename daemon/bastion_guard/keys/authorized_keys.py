@@ -68,6 +68,9 @@ def remove_keys(path: Path, keys: Iterable[PublicKey], backups: Path, stamp: str
     removed = [line.key for line in lines if line.key is not None and line.key.blob in blobs]
     if not removed:
         return []
+    if path.is_symlink():
+        # Root rewriting a file a departing user may have pointed anywhere: refuse. The KRL refuses the key anyway.
+        raise KeyLifecycleError(f"{path} is a symbolic link: not rewritten; the KRL refuses the key, remove it by hand")
     kept = [line.text for line in lines if line.key is None or line.key.blob not in blobs]
     ownership = Ownership.of(path)
     backup = backup_copy(path, backups, stamp)

@@ -147,8 +147,9 @@ class StateStore:
 
         Unbans are applied before bans, so a target both expired and banned again in one batch stays
         banned. A ban for a banned target keeps whichever ends later. ``history`` entries are set, not
-        added to. A failure (a full disk included) rolls everything back and raises :class:`StateError`;
-        the store stays usable and the same batch can be committed again.
+        added to; ``key_uses`` keep the latest use per fingerprint. A failure (a full disk included) rolls
+        everything back and raises :class:`StateError`; the store stays usable and the same batch can be
+        committed again.
         """
         if isinstance(unbans, str):
             raise TypeError("unbans is a sequence of targets, not one target")
