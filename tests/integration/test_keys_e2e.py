@@ -219,7 +219,10 @@ class _Daemon:
 
     def __init__(self, lab: keylab.Lab) -> None:
         self.lab = lab
-        self.log = lab.workdir / "bastiond.log"
+        # Not beside auth.log: the daemon watches that directory, and with -v it would log (debug) every
+        # write to its own log, which it would see, and log again.
+        self.log = lab.workdir / "daemon-output" / "bastiond.log"
+        self.log.parent.mkdir(exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> int:
@@ -263,6 +266,7 @@ def test_scheduled_departures_fire_from_bastiond(lab: keylab.Lab) -> None:
     is rotated on both targets. Dave's next attempt raises the departed-user alert; bob's login shows up in
     keys list; a restart fires nothing again."""
     now = datetime.now(UTC)
+    dave_departs = (now + timedelta(seconds=4)).timestamp()
     departs = {"carol": (now - timedelta(hours=1)).isoformat(), "dave": (now + timedelta(seconds=4)).isoformat()}
     lab.keys_yaml.write_text(keylab.keys_yaml(lab, ("alice", "bob", "erin", "gina", "carol", "dave"),
                                               departs=departs, rotate_every="1h"))
@@ -282,9 +286,10 @@ def test_scheduled_departures_fire_from_bastiond(lab: keylab.Lab) -> None:
         for target in (keylab.T1, keylab.T2):
             assert lab.jump("bob", lab.shared_key, target).returncode == 0, target
         assert _revoked(lab, Path(f"{lab.users['carol'].key}.pub"))
-        assert not _revoked(lab, Path(f"{lab.users['dave'].key}.pub")), "dave has not left yet"
-        assert lab.login_bastion("dave").returncode == 0
         assert netns.wait_until(lambda: _offboarded(lab, "dave"), WAIT, step=0.1), daemon.text()
+        # Fired at its time, not before (how long after depends on the machine's load: not asserted).
+        assert _ledger(lab)["offboardings"]["dave"]["started"] >= dave_departs
+        assert _revoked(lab, Path(f"{lab.users['dave'].key}.pub"))
         assert lab.login_bastion("dave").returncode != 0
         assert daemon.wait_for(f"alert departed-user-login: {lab.account('dave')}", 0), daemon.text()
 
