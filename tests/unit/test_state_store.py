@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -322,11 +323,12 @@ def _add_note_column(conn: sqlite3.Connection) -> None:
 def test_a_later_migration_is_applied_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration 2 added to the list runs on a v1 database, is recorded, and does not run again."""
     make_v1(db_path)
-    step2 = Migration(2, "ban notes", _add_note_column)
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, step2))
+    following = latest_version() + 1
+    step = Migration(following, "ban notes", _add_note_column)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, step))
     with StateStore.open(db_path) as opened:
         assert opened.ban("203.0.113.7") is not None
-    assert version_of(db_path) == 2
+    assert version_of(db_path) == following
     with StateStore.open(db_path):
         pass  # a second ALTER TABLE would fail: the migration must not run twice
     with raw(db_path) as conn:
@@ -342,10 +344,12 @@ def _half_then_fail(conn: sqlite3.Connection) -> None:
 def test_failed_migration_rolls_back(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration that fails leaves the database at its old version, unchanged and not quarantined."""
     make_v1(db_path)
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, Migration(2, "broken", _half_then_fail)))
-    with pytest.raises(StateError, match=r"state\.db.*no_such_table.*schema version 2"):
+    current = latest_version()
+    following = current + 1
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, Migration(following, "broken", _half_then_fail)))
+    with pytest.raises(StateError, match=rf"state\.db.*no_such_table.*schema version {following}"):
         StateStore.open(db_path)
-    assert version_of(db_path) == 1
+    assert version_of(db_path) == current
     with raw(db_path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
     assert sorted(p.name for p in db_path.parent.iterdir() if "corrupt" in p.name) == []
@@ -523,7 +527,13 @@ def test_truncated_database_keeps_what_was_before_the_cut(db_path: Path) -> None
         assert report.quarantined[0].stat().st_size == len(data) * 6 // 10
         recovered = {b.target: b for b in opened.active_bans(0)}
         assert 0 < len(recovered) < N_BANS
-        assert all(bans[target] == record for target, record in recovered.items())
+        # A row cut inside its evidence keeps the ban without the evidence (recovery._ban): where the cut
+        # falls depends on the page layout, so allow exactly that and nothing else.
+        assert all(
+            record == bans[target]
+            or (record.evidence == () and dataclasses.replace(record, evidence=bans[target].evidence) == bans[target])
+            for target, record in recovered.items()
+        )
         assert opened.history().items() <= history.items()
         assert not report.positions_restored
         assert opened.positions() == {}

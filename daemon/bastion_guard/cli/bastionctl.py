@@ -14,6 +14,7 @@ from bastion_guard.cli import (
     control_cmds,
     deadletter_cmd,
     help_texts,
+    keys_cmd,
     parse_cmd,
     ssh_config_cmd,
     test_cmd,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd.add_parser(subparsers)
     deadletter_cmd.add_parser(subparsers)
     webhook_cmd.add_parser(subparsers)
+    keys_cmd.add_parsers(subparsers)
     config_reference_cmd.add_parser(subparsers)
     completion_cmd.add_parser(subparsers, parser)
     return help_texts.apply(parser)

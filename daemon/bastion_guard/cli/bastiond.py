@@ -27,6 +27,7 @@ from bastion_guard.decisions import Decision
 from bastion_guard.defaults import DEMO_LOG
 from bastion_guard.durations import format_duration
 from bastion_guard.errors import BastionError, ConfigError
+from bastion_guard.keys.inventory import load_inventory
 from bastion_guard.rules import load_rules
 from bastion_guard.runtime.config import FIREWALL_BACKENDS, DaemonConfig, MetricsConfig, SourceConfig, load_config
 from bastion_guard.runtime.daemon import Daemon, build_daemon
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         if args.check_config:
             ruleset = load_rules(config.rules_dir)
+            load_inventory(config.keys)  # an invalid keys.yaml is reported here, before it can matter
             print(f"bastiond: {config.origin} and {len(ruleset.rules)} rules in {config.rules_dir} are valid")
             return EXIT_OK
         daemon = build_daemon(config)

@@ -13,6 +13,7 @@ Every key is optional; with no file at all the daemon runs on embedded defaults:
     metrics: {address: 127.0.0.1, port: 9474}   # Prometheus /metrics; port 0 turns it off
     spool: {max_bytes: 256MiB, policy: drop_oldest}   # shipping/config.py
     sinks: [{type: elasticsearch, name: es, hosts: [...]}]   # none: no spool, nothing shipped
+    keys: /etc/bastion-guard/keys.yaml      # key lifecycle inventory; an absent file turns it off
 
 Problems are reported all at once with file, line, column and key, as for rule files.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from bastion_guard.config.yamlsrc import load_documents
 from bastion_guard.defaults import default_rules_dir
 from bastion_guard.errors import ConfigError, ConfigProblem, Location
+from bastion_guard.keys.inventory import DEFAULT_KEYS
 from bastion_guard.rules.fields import Fields
 from bastion_guard.rules.spec import Network
 from bastion_guard.shipping.config import SinkConfig, SpoolConfig, parse_sinks, parse_spool
@@ -109,6 +111,10 @@ class DaemonConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)  # see shipping/config.py
     sinks: tuple[SinkConfig, ...] = ()
+    keys: Path = field(default=DEFAULT_KEYS, metadata=doc(
+        "keys", "The key lifecycle inventory (people, targets, shared keys, the KRL): departures and periodic "
+        "rotations run from bastiond, `bastionctl rotate-keys` reads it too. An absent file turns the feature off.",
+        "keys: /etc/bastion-guard/keys-test.yaml"))
 
     @property
     def socket_path(self) -> Path:
@@ -183,6 +189,7 @@ def _from_fields(fields: Fields, defaults: DaemonConfig, origin: str) -> DaemonC
         runtime_dir=Path(fields.get("runtime_dir", str, str(defaults.runtime_dir))),
         firewall=backend, netns=netns, allowlist=tuple(allowlist), origin=origin,
         metrics=_metrics(fields, defaults.metrics), spool=parse_spool(fields), sinks=parse_sinks(fields),
+        keys=Path(fields.get("keys", str, str(defaults.keys))),
     )
 
 

@@ -31,6 +31,8 @@ from bastion_guard.decisions import Decision, Verdict
 from bastion_guard.durations import parse_duration
 from bastion_guard.errors import BastionError, ConfigError, SourceError
 from bastion_guard.events import Event, Kind, Outcome
+from bastion_guard.keys.alerts import WATCHED_KINDS as KEY_KINDS
+from bastion_guard.keys.scheduler import KeyLifecycle, start_key_lifecycle
 from bastion_guard.metrics import Metrics
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.rules import Engine, RuleSet, load_rules
@@ -41,7 +43,7 @@ from bastion_guard.runtime.shipping import Shipping, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
 from bastion_guard.shipping.records import RecordKind
 from bastion_guard.sources.identity import FileIdentity
-from bastion_guard.state.records import BanRecord, Position
+from bastion_guard.state.records import BanRecord, KeyUse, Position
 from bastion_guard.state.store import StateStore
 
 log = logging.getLogger("bastiond")
@@ -100,6 +102,8 @@ class Daemon:
         self._pending_bans: dict[str, BanRecord] = {}
         self._pending_unbans: set[str] = set()
         self._pending_history: dict[tuple[str, str], tuple[int, float]] = {}
+        self._pending_key_uses: dict[str, KeyUse] = {}
+        self._keys: KeyLifecycle | None = None
         self.on_decision: Callable[[Decision], None] | None = None
         self._metrics = Metrics(start_time=self._started) if metrics is None else metrics
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
@@ -135,6 +139,9 @@ class Daemon:
             reader.start()
         self._control = ControlServer(self.config.socket_path, self._call_from_control)
         self._control.start()
+        # Key steps happen on the lifecycle's own thread; the spool is thread-safe, so they go straight in.
+        emit = None if self._shipping is None else self._shipping.append_one
+        self._keys = start_key_lifecycle(self.config.keys, self.config.state_dir, emit)
         self._notifier.ready(f"following {', '.join(self._sources)}; {len(active)} bans restored")
         self._metrics.mark_up()
         log.info("ready: %d sources, %d rules", len(self._sources), len(self._ruleset.rules))
@@ -167,6 +174,8 @@ class Daemon:
             reader.join(timeout=5)
         if self._control is not None:
             self._control.close()
+        if self._keys is not None:
+            self._keys.stop()
         if self._shipping is not None:
             self._shipping.stop()
         self._metrics.close()
@@ -191,6 +200,7 @@ class Daemon:
         feed = self._engine.feed
         shipped: list[Event] | None = None if self._shipping is None else []
         lines = 0
+        key_events: list[Event] = []
         for result in batch.parse_with(state.parser):
             lines += 1
             if isinstance(result, Event):
@@ -200,8 +210,12 @@ class Daemon:
                 found = feed(result)
                 if found:
                     decisions.extend(found)
+                if result.kind in KEY_KINDS:
+                    key_events.append(result)
             else:
                 statuses[result] += 1
+        if key_events:
+            self._note_keys(key_events, decisions)
         state.lines += lines
         state.events += events.total()
         state.unmatched += statuses[LineStatus.UNMATCHED]
@@ -255,14 +269,22 @@ class Daemon:
             else:
                 self._metrics.ban_action("ban", len(elements))
 
+    def _note_keys(self, key_events: list[Event], decisions: list[Decision]) -> None:
+        """Last use per key fingerprint (saved with the position) and departed-user alerts."""
+        for event in key_events:
+            if event.kind is Kind.AUTH_SUCCESS and event.fingerprint is not None:
+                self._pending_key_uses[event.fingerprint] = KeyUse(event.fingerprint, event.epoch, event.user, event.ip)
+        if self._keys is not None:
+            decisions.extend(self._keys.observe(key_events))
+
     def _commit(self) -> None:
         """Save positions with the bans they caused, atomically; on failure keep them and retry later."""
-        if not (self._pending_positions or self._pending_bans or self._pending_unbans):
+        if not (self._pending_positions or self._pending_bans or self._pending_unbans or self._pending_key_uses):
             return
         try:
             self._store.commit(
                 list(self._pending_positions.values()), list(self._pending_bans.values()),
-                sorted(self._pending_unbans), self._pending_history,
+                sorted(self._pending_unbans), self._pending_history, list(self._pending_key_uses.values()),
             )
         except BastionError as error:
             self._metrics.commit_error()
@@ -272,6 +294,7 @@ class Daemon:
         self._pending_bans.clear()
         self._pending_unbans.clear()
         self._pending_history.clear()
+        self._pending_key_uses.clear()
 
     def _housekeeping(self) -> None:
         now = time.time()

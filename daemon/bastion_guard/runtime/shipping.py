@@ -64,6 +64,10 @@ class Shipping:
         """Spool a manual ban, an unban, a key or an audit step."""
         self.append([action_record(kind, epoch, self.bastion, **fields)])
 
+    def append_one(self, record: Record) -> None:
+        """Spool one record built elsewhere (key lifecycle steps, from their own thread)."""
+        self.append([record])
+
     def append(self, records: Sequence[Record]) -> None:
         """Spool ``records`` and wake the workers. A spool that cannot be written (a full disk) costs the
         shipped copies, never the protection: the error is logged and counted as drops, and the loop goes on

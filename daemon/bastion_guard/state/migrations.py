@@ -29,6 +29,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "positions": ("source", "identity", "offset", "cursor", "updated"),
     "bans": ("target", "rule", "created", "expires", "offence", "reason", "origin", "evidence"),
     "ban_history": ("rule", "target", "offences", "last_epoch"),
+    "key_uses": ("fingerprint", "last_used", "user", "ip"),
 }
 """The tables of the current schema and their columns."""
 
@@ -83,7 +84,22 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "positions, bans and ban history", _migrate_v1),)
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Last use of each key fingerprint (``Accepted publickey ... SHA256:``), for ``bastionctl keys list``."""
+    conn.execute(
+        """CREATE TABLE key_uses (
+            fingerprint TEXT PRIMARY KEY NOT NULL,
+            last_used REAL NOT NULL,
+            user TEXT,
+            ip TEXT
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "positions, bans and ban history", _migrate_v1),
+    Migration(2, "last use of each key fingerprint", _migrate_v2),
+)
 """Every migration, in order; ``MIGRATIONS[i].version == i + 1``."""
 
 

@@ -88,3 +88,13 @@ def decode_evidence(text: str) -> tuple[EvidenceRow, ...]:
             case _:
                 raise ValueError(f"evidence entry {row!r} is not [epoch, source, position]")
     return tuple(evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUse:
+    """The latest successful login with a key: fingerprint (``SHA256:...``), event time, account, client."""
+
+    fingerprint: str
+    last_used: float
+    user: str | None
+    ip: str | None

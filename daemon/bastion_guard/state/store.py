@@ -22,7 +22,7 @@ from typing import Any
 from bastion_guard.state.errors import StateError
 from bastion_guard.state.files import create_file, prepare_directory
 from bastion_guard.state.migrations import TABLE_COLUMNS, check_version, migrate
-from bastion_guard.state.records import BanRecord, Position, Purged, decode_evidence, encode_evidence
+from bastion_guard.state.records import BanRecord, KeyUse, Position, Purged, decode_evidence, encode_evidence
 from bastion_guard.state.recovery import RecoveryReport, is_damage, quarantine, read_only_uri, salvage
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ WHERE excluded.expires > bans.expires
 _UPSERT_HISTORY = """
 INSERT INTO ban_history (rule, target, offences, last_epoch) VALUES (?, ?, ?, ?)
 ON CONFLICT (rule, target) DO UPDATE SET offences = excluded.offences, last_epoch = excluded.last_epoch
+"""
+# Replaying older lines never moves a key's last use back in time.
+_UPSERT_KEY_USE = """
+INSERT INTO key_uses (fingerprint, last_used, user, ip) VALUES (?, ?, ?, ?)
+ON CONFLICT (fingerprint) DO UPDATE SET last_used = excluded.last_used, user = excluded.user, ip = excluded.ip
+WHERE excluded.last_used > key_uses.last_used
 """
 _BAN_COLUMNS = "target, rule, created, expires, offence, reason, origin, evidence"
 
@@ -135,13 +141,15 @@ class StateStore:
         bans: Sequence[BanRecord] = (),
         unbans: Sequence[str] = (),
         history: History = _NO_HISTORY,
+        key_uses: Sequence[KeyUse] = (),
     ) -> None:
         """Save positions, bans, unbans and history in one transaction: all of it or, on error, none.
 
         Unbans are applied before bans, so a target both expired and banned again in one batch stays
         banned. A ban for a banned target keeps whichever ends later. ``history`` entries are set, not
-        added to. A failure (a full disk included) rolls everything back and raises :class:`StateError`;
-        the store stays usable and the same batch can be committed again.
+        added to; ``key_uses`` keep the latest use per fingerprint. A failure (a full disk included) rolls
+        everything back and raises :class:`StateError`; the store stays usable and the same batch can be
+        committed again.
         """
         if isinstance(unbans, str):
             raise TypeError("unbans is a sequence of targets, not one target")
@@ -154,13 +162,15 @@ class StateStore:
             for b in bans
         ]
         history_rows = [(rule, target, count, last) for (rule, target), (count, last) in history.items()]
-        if not (position_rows or unban_rows or ban_rows or history_rows):
+        key_rows = [(use.fingerprint, use.last_used, use.user, use.ip) for use in key_uses]
+        if not (position_rows or unban_rows or ban_rows or history_rows or key_rows):
             return
         with self._transaction("cannot save state to") as conn:
             conn.executemany(_UPSERT_POSITION, position_rows)
             conn.executemany("DELETE FROM bans WHERE target = ?", unban_rows)
             conn.executemany(_UPSERT_BAN, ban_rows)
             conn.executemany(_UPSERT_HISTORY, history_rows)
+            conn.executemany(_UPSERT_KEY_USE, key_rows)
 
     def positions(self) -> dict[str, Position]:
         """The saved position of every source, by source name."""
@@ -193,6 +203,11 @@ class StateStore:
         """Offences per (rule, target): (count, event time of the last one)."""
         rows = self._query("SELECT rule, target, offences, last_epoch FROM ban_history")
         return {(rule, target): (offences, last) for rule, target, offences, last in rows}
+
+    def key_uses(self) -> dict[str, KeyUse]:
+        """The last use of every key fingerprint seen in an ``Accepted publickey`` line."""
+        rows = self._query("SELECT fingerprint, last_used, user, ip FROM key_uses")
+        return {row[0]: KeyUse(*row) for row in rows}
 
     def purge(self, now: float, history_older_than_secs: float) -> Purged:
         """Delete bans that ended by ``now`` and history older than the given age, so the file stays small."""
