@@ -28,6 +28,10 @@ DESCRIPTIONS: dict[str, str] = {
     "bastionctl deadletter": "Records a sink refused for good (for example an Elasticsearch mapping error): "
     "list them, show one with its record, or put them back in the spool once the cause is fixed. Reads "
     "spool.db directly, so it works whether or not bastiond runs.",
+    "bastionctl keys": "The key census of the key lifecycle inventory (keys.yaml, the config's `keys:`): which "
+    "key is trusted where and when the bastion last saw it used.",
+    "bastionctl keys list": "List every key of keys.yaml with its fingerprint, where it is trusted (bastion "
+    "accounts, targets) and when it was last used to log in, from the state directory's key-use table.",
     "bastionctl deadletter list": "List dead letters: number, sink, record kind, when and why they were refused.",
     "bastionctl deadletter show": "Show one dead letter with its full record and the sink's reason.",
     "bastionctl deadletter replay": "Put dead letters back in the spool for the sink that refused them; the "
@@ -84,6 +88,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "bastionctl webhook test": (
         "bastionctl webhook test slack-oncall",
         "bastionctl webhook test am --config /etc/bastion-guard/bastiond.yaml",
+    ),
+    "bastionctl rotate-keys": (
+        "sudo bastionctl rotate-keys alice --dry-run        # the plan, nothing changed",
+        "sudo bastionctl rotate-keys alice --lock-account --end-sessions",
+        "sudo bastionctl rotate-keys alice -o json          # re-run continues an interrupted one",
+    ),
+    "bastionctl keys": ("bastionctl keys list", "bastionctl keys list -o json"),
+    "bastionctl keys list": (
+        "sudo bastionctl keys list",
+        "sudo bastionctl keys list --keys ./keys.yaml --state-dir /var/lib/bastion-guard -o json",
     ),
     "bastionctl completion": (
         "bastionctl completion bash | sudo tee /usr/share/bash-completion/completions/bastionctl",
