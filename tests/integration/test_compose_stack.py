@@ -182,8 +182,9 @@ def test_prometheus_files_as_mounted_pass_promtool(tmp_path: Path) -> None:
     checked = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True,
                              check=False, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout + checked.stderr
     rules = next(path for path in config.parent.glob("*.rules.yml"))
+    shipped = sum(len(group["rules"]) for group in yaml.safe_load(rules.read_text())["groups"])
+    assert shipped > 0 and f"SUCCESS: {shipped} rules found" in checked.stdout + checked.stderr
     checked = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True,
                              check=False, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
