@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bastion_guard.config.fielddoc import doc
 from bastion_guard.config.yamlsrc import load_documents
 from bastion_guard.defaults import default_rules_dir
 from bastion_guard.errors import ConfigError, ConfigProblem, Location
@@ -36,19 +37,6 @@ DEFAULT_CONFIG = Path("/etc/bastion-guard/bastiond.yaml")
 AUTO_FILES = (Path("/var/log/auth.log"), Path("/var/log/secure"))
 FIREWALL_BACKENDS = ("nftables", "ipset", "dry-run")
 _MAX_PORT = 65535
-
-
-def doc(key: str, text: str, example: str, *, default: str | None = None) -> dict[str, str]:
-    """Field metadata for the configuration reference (``bastionctl config-reference``).
-
-    ``key`` is the path written in ``bastiond.yaml``, ``example`` a YAML snippet that sets it (tests load
-    every example, so the reference cannot document a key the loader would refuse), ``default`` the
-    default in words when the field has none of its own.
-    """
-    meta = {"key": key, "doc": text, "example": example}
-    if default is not None:
-        meta["default"] = default
-    return meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +98,10 @@ class DaemonConfig:
     origin: str = "embedded defaults"  # where the configuration came from (a file name), for messages only
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)  # see shipping/config.py
-    sinks: tuple[SinkConfig, ...] = ()
+    sinks: tuple[SinkConfig, ...] = field(default=(), metadata=doc(
+        "sinks", "Where records (events, decisions, bans, key steps) are shipped: a list of sinks, each with its "
+        "`type`'s keys (sections below). With none there is no spool and nothing is shipped.",
+        "sinks: [{type: elasticsearch, hosts: [https://es.example.com:9200]}]", default="none"))
     keys: Path = field(default=DEFAULT_KEYS, metadata=doc(
         "keys", "The key lifecycle inventory (people, targets, shared keys, the KRL): departures and periodic "
         "rotations run from bastiond, `bastionctl rotate-keys` reads it too. An absent file turns the feature off.",

@@ -1,9 +1,10 @@
 """The configuration reference (``docs/configuration.md``), generated from the config model itself.
 
 Each key of ``bastiond.yaml`` is documented where it is defined: in the ``metadata`` of its dataclass field
-in :mod:`bastion_guard.runtime.config` (see :func:`~bastion_guard.runtime.config.doc`). This module only
-renders those fields, so the reference cannot drift from the model; the tests also load every example
-through :func:`~bastion_guard.runtime.config.load_config`, so it cannot drift from the parser either.
+(see :mod:`bastion_guard.config.fielddoc`), in :mod:`bastion_guard.runtime.config` and in the spool and
+sink configurations of :mod:`bastion_guard.shipping`. This module only renders those fields, so the
+reference cannot drift from the model; the tests also load every example through
+:func:`~bastion_guard.runtime.config.load_config`, so it cannot drift from the parser either.
 """
 
 from __future__ import annotations
@@ -11,17 +12,39 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import MISSING, dataclass
 
+from bastion_guard.config.fielddoc import INTERNAL, key_docs
 from bastion_guard.runtime.config import DEFAULT_CONFIG, DaemonConfig, MetricsConfig, SourceConfig
+from bastion_guard.shipping.config import SinkConfig, SpoolConfig
+from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
+from bastion_guard.shipping.gelf_config import GelfConfig, TlsConfig
+from bastion_guard.shipping.webhook.config import RateLimit, WebhookConfig
 
-# The models that hold configuration keys, in the order the reference presents them. A new section
-# (a branch adding ``spool:``, ``sinks:`` or ``keys:``) adds its dataclass here.
-MODELS: tuple[type, ...] = (DaemonConfig, SourceConfig, MetricsConfig)
+# The models that hold configuration keys, in the order the reference presents them, each with its
+# section: "" for the keys every configuration has, else the sink type whose entries take the keys (a
+# key such as ``sinks[].timeout_secs`` means something different per type). A new section or sink type
+# adds its dataclass here.
+MODELS: tuple[tuple[str, type], ...] = (
+    ("", DaemonConfig), ("", SourceConfig), ("", MetricsConfig), ("", SpoolConfig), ("", SinkConfig),
+    ("elasticsearch", ElasticsearchConfig),
+    ("gelf", GelfConfig), ("gelf", TlsConfig),
+    ("webhook", WebhookConfig), ("webhook", RateLimit),
+)
+SECTION_INTROS = {
+    "elasticsearch": "Ships records to Elasticsearch as ECS documents in data streams, with idempotent ids "
+    "(a retried batch never duplicates). Keys of a `sinks:` entry with `type: elasticsearch`:",
+    "gelf": "Ships records to Graylog as GELF 1.1 over UDP, TCP (optionally TLS) or HTTP(S). Keys of a "
+    "`sinks:` entry with `type: gelf`:",
+    "webhook": "Sends decisions and key lifecycle summaries to a generic signed receiver, Slack or "
+    "Alertmanager, deduplicated and rate-limited (what is held back goes into digests). Keys of a "
+    "`sinks:` entry with `type: webhook`:",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentedKey:
     """One key of ``bastiond.yaml`` as the reference shows it."""
 
+    section: str  # "" or the sink type the key belongs to
     key: str  # the path as written: "metrics.port", "sources[].path"
     doc: str
     default: str
@@ -31,23 +54,20 @@ class DocumentedKey:
 def documented_keys() -> list[DocumentedKey]:
     """Every documented key of every model, in model then field order."""
     keys = []
-    for model in MODELS:
+    for section, model in MODELS:
         for model_field in dataclasses.fields(model):
-            meta = model_field.metadata
-            if "key" not in meta:
-                continue
-            keys.append(DocumentedKey(meta["key"], meta["doc"], meta.get("default") or _default(model_field),
-                                      meta["example"]))
+            keys += [DocumentedKey(section, entry.key, entry.text, entry.default or _default(model_field),
+                                   entry.example) for entry in key_docs(model_field.metadata)]
     return keys
 
 
 def undocumented_fields() -> list[str]:
     """``Model.field`` for every field that is neither documented nor a nested section nor internal."""
     internal = {"origin"}  # set by the loader (the file name), not by the operator
-    sections = {model.__name__ for model in MODELS}  # a nested section is documented key by key
-    return [f"{model.__name__}.{model_field.name}" for model in MODELS for model_field in dataclasses.fields(model)
-            if "key" not in model_field.metadata and model_field.name not in internal
-            and model_field.type not in sections]
+    sections = {model.__name__ for _, model in MODELS}  # a nested section is documented key by key
+    return [f"{model.__name__}.{model_field.name}" for _, model in MODELS for model_field in dataclasses.fields(model)
+            if not key_docs(model_field.metadata) and INTERNAL not in model_field.metadata
+            and model_field.name not in internal and model_field.type not in sections]
 
 
 def _default(model_field: dataclasses.Field[object]) -> str:
@@ -68,8 +88,9 @@ def render() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "<!-- Generated by `bastionctl config-reference` from the field docs in",
-        "     daemon/bastion_guard/runtime/config.py. Do not edit: a test compares this file with the output. -->",
+        "<!-- Generated by `bastionctl config-reference` from the field docs of the config dataclasses",
+        "     (daemon/bastion_guard/runtime/config.py, shipping/*config.py). Do not edit: a test compares",
+        "     this file with the output. -->",
         "",
         f"`bastiond` reads `{DEFAULT_CONFIG}` (or `--config FILE`). Every key is optional; with no file at all",
         "the daemon runs on the defaults below. A file with any problem is rejected whole and every problem is",
@@ -77,14 +98,20 @@ def render() -> str:
         "`bastiond.yaml:3:3: metrics.port: must be a whole number, not text`; an unknown key is an error, so",
         "a typo never passes silently. Check a file with `bastiond --check-config --config FILE`.",
         "",
-        "| key | default | meaning |",
-        "|---|---|---|",
     ]
-    keys = documented_keys()
-    lines += [f"| `{key.key}` | {key.default} | {key.doc} |" for key in keys]
-    lines += ["", "## Examples", "", "Each snippet sets one key; the test suite loads every one of them.", ""]
-    for key in keys:
-        lines += [f"`{key.key}`:", "", "```yaml", key.example, "```", ""]
+    for section, keys in _by_section(documented_keys()):
+        if section:
+            lines += [f"## Sink type `{section}`", "", SECTION_INTROS[section], ""]
+        lines += ["| key | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{key.key}` | {key.default} | {key.doc} |" for key in keys]
+        lines += [""]
+    lines += ["## Examples", "", "Each snippet sets one key; the test suite loads every one of them (files they name",
+              "must exist: the loader checks that CA and certificate files are readable).", ""]
+    for section, keys in _by_section(documented_keys()):
+        if section:
+            lines += [f"### Sink type `{section}`", ""]
+        for key in keys:
+            lines += [f"`{key.key}`:", "", "```yaml", key.example, "```", ""]
     return "\n".join(lines)
 
 
@@ -98,10 +125,21 @@ def render_commented_config() -> str:
         "# Reference: docs/configuration.md (bastionctl config-reference). Check: bastiond --check-config",
         "",
     ]
-    for key in documented_keys():
-        lines += [f"# {key.key} (default: {key.default})", *(f"#   {part}" for part in _wrap(key.doc)),
-                  f"# {key.example}", ""]
+    for section, keys in _by_section(documented_keys()):
+        if section:
+            lines += [f"# --- sinks of type {section} ---", ""]
+        for key in keys:
+            lines += [f"# {key.key} (default: {key.default})", *(f"#   {part}" for part in _wrap(key.doc)),
+                      f"# {key.example}", ""]
     return "\n".join(lines)
+
+
+def _by_section(keys: list[DocumentedKey]) -> list[tuple[str, list[DocumentedKey]]]:
+    """Keys grouped by section, sections in first-seen order."""
+    groups: dict[str, list[DocumentedKey]] = {}
+    for key in keys:
+        groups.setdefault(key.section, []).append(key)
+    return list(groups.items())
 
 
 def _wrap(text: str, width: int = 100) -> list[str]:

@@ -16,10 +16,12 @@ metrics and keys its spool cursor, so it must be unique and stable.
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bastion_guard.config.fielddoc import doc, internal
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.factory import SINK_TYPES
 from bastion_guard.shipping.spool import Bounds, Policy
@@ -33,11 +35,23 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 class SpoolConfig:
     """The spool's bounds and the workers' back-off."""
 
-    max_bytes: int = 256 * 1024**2
-    max_records: int = 0
-    policy: Policy = Policy.DROP_OLDEST
-    backoff_initial_secs: float = 1.0
-    backoff_max_secs: float = 60.0
+    max_bytes: int = field(default=256 * 1024**2, metadata=doc(
+        "spool.max_bytes", "How much the spool (`state_dir/spool.db`) may hold while a sink is down: bytes, or "
+        "with a unit (`64MB`, `1GiB`); `0` = no byte limit. When full, `spool.policy` decides what is dropped.",
+        "spool: {max_bytes: 1GiB}", default="256MiB"))
+    max_records: int = field(default=0, metadata=doc(
+        "spool.max_records", "At most this many records in the spool; `0` = no record limit.",
+        "spool: {max_records: 1000000}", default="0 (no limit)"))
+    policy: Policy = field(default=Policy.DROP_OLDEST, metadata=doc(
+        "spool.policy", "What a full spool drops: `drop_oldest` or `drop_newest`. Drops are counted "
+        "(`bastion_spool_dropped_total`); detection and bans never wait for a sink.",
+        "spool: {policy: drop_newest}"))
+    backoff_initial_secs: float = field(default=1.0, metadata=doc(
+        "spool.backoff_initial_secs", "Ceiling of the first retry delay after a failed delivery (full jitter); "
+        "it doubles per failure up to `spool.backoff_max_secs`.", "spool: {backoff_initial_secs: 5}"))
+    backoff_max_secs: float = field(default=60.0, metadata=doc(
+        "spool.backoff_max_secs", "The longest retry delay (at least `spool.backoff_initial_secs`).",
+        "spool: {backoff_max_secs: 300}"))
 
     @property
     def bounds(self) -> Bounds:
@@ -49,9 +63,16 @@ class SpoolConfig:
 class SinkConfig:
     """One configured sink: its type, unique name and the type's own validated configuration."""
 
-    type: str
-    name: str
-    options: Any
+    type: str = field(metadata=doc(
+        "sinks[].type", f"What the sink speaks: {', '.join(f'`{kind}`' for kind in SINK_TYPES)}; each type's "
+        "own keys are listed in its section below.",
+        "sinks: [{type: gelf, transport: udp, host: graylog.example.com}]", default="required"))
+    name: str = field(metadata=doc(
+        "sinks[].name", "Labels the sink's metrics and keys its spool cursor: unique, and kept stable (a renamed "
+        "sink is a new sink: it starts with whatever is waiting in the spool).",
+        "sinks: [{type: elasticsearch, name: es-main, hosts: [https://es.example.com:9200]}]",
+        default="the type"))
+    options: Any = field(metadata=internal("the type's own keys, documented per sink type"))
 
 
 def parse_spool(fields: Fields) -> SpoolConfig:
@@ -91,6 +112,7 @@ def parse_sinks(fields: Fields) -> tuple[SinkConfig, ...]:
         else:
             kind = ""
             entry.problem("type", f"is required (one of {', '.join(SINK_TYPES)})")
+            _misspelled_type(entry, item)
         name = entry.get("name", str, kind)
         if name and not _NAME.match(name):
             entry.problem("name", "must be 1-64 letters, digits, '_', '.', ':' or '-'")
@@ -102,6 +124,14 @@ def parse_sinks(fields: Fields) -> tuple[SinkConfig, ...]:
         parse, _build = SINK_TYPES[kind]
         sinks.append(SinkConfig(kind, name, parse(entry)))
     return tuple(sinks)
+
+
+def _misspelled_type(entry: Fields, item: object) -> None:
+    """Report a key that looks like ``type`` as unknown: without a type the entry's other keys cannot be
+    checked (they depend on it), but ``tpye:`` is most likely why the type is missing, and says so."""
+    for key in item if isinstance(item, dict) else ():
+        if isinstance(key, str) and key != "type" and difflib.get_close_matches(key, ("type",), cutoff=0.6):
+            entry.problem(key, "unknown key")
 
 
 def _size(section: Fields, key: str, default: int) -> int:

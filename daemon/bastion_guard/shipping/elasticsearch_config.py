@@ -18,10 +18,11 @@ without importing the Elasticsearch client::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bastion_guard.config.fielddoc import KeyDoc, doc, docs
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.secrets import SecretRef, secret_ref
 
@@ -29,20 +30,53 @@ from bastion_guard.shipping.secrets import SecretRef, secret_ref
 _NAMESPACE = re.compile(r"^[a-z0-9_.]{1,100}$")
 
 
+# The start of every example: a minimal valid entry the documented key is added to.
+_ES = "sinks: [{type: elasticsearch,"
+_ES_HOSTS = f"{_ES} hosts: [https://es.example.com:9200]"
+
+
 @dataclass(frozen=True, slots=True)
 class ElasticsearchConfig:
     """A validated ``type: elasticsearch`` entry. Secrets are references, read when the sink is built."""
 
-    hosts: tuple[str, ...]
-    namespace: str = "default"
-    ca_file: Path | None = None
-    verify_certs: bool = True
-    api_key: SecretRef | None = None
-    username: str | None = None
-    password: SecretRef | None = None
-    timeout_secs: float = 10.0
-    setup: bool = True
-    retention_days: int = 90
+    hosts: tuple[str, ...] = field(metadata=doc(
+        "sinks[].hosts", "The cluster's nodes: `http://` or `https://` URLs, without credentials in them.",
+        f"{_ES} hosts: [https://es1.example.com:9200, https://es2.example.com:9200]}}]", default="required"))
+    namespace: str = field(default="default", metadata=doc(
+        "sinks[].namespace", "The data streams' namespace: records go to `logs-bastion.auth-<namespace>` and "
+        "`logs-bastion.audit-<namespace>` (lower case, no `-`).", f"{_ES_HOSTS}, namespace: prod}}]"))
+    ca_file: Path | None = field(default=None, metadata=doc(
+        "sinks[].ca_file", "Verify the cluster's certificate against this CA file (PEM) instead of the system's "
+        "CAs; it must exist when the configuration is checked.",
+        f"{_ES_HOSTS}, ca_file: /etc/bastion-guard/es-ca.pem}}]"))
+    verify_certs: bool = field(default=True, metadata=doc(
+        "sinks[].verify_certs", "`false` turns certificate verification off (a test cluster only: prefer "
+        "`ca_file`).", f"{_ES_HOSTS}, verify_certs: false}}]"))
+    api_key: SecretRef | None = field(default=None, metadata=docs(
+        KeyDoc("sinks[].api_key_file", "A file holding the API key (mode 0600; read when the sink is "
+               "built). Not together with `username`.",
+               f"{_ES_HOSTS}, api_key_file: /etc/bastion-guard/es.key}}]"),
+        KeyDoc("sinks[].api_key_env", "The environment variable holding the API key (a systemd "
+               "`LoadCredential=`/`Environment=` drop-in, for example).", f"{_ES_HOSTS}, api_key_env: ES_API_KEY}}]"),
+    ))
+    username: str | None = field(default=None, metadata=doc(
+        "sinks[].username", "Basic authentication user, with `password_file` or `password_env`.",
+        f"{_ES_HOSTS}, username: bastion, password_env: ES_PASSWORD}}]"))
+    password: SecretRef | None = field(default=None, metadata=docs(
+        KeyDoc("sinks[].password_file", "A file holding the password of `username`.",
+               f"{_ES_HOSTS}, username: bastion, password_file: /etc/bastion-guard/es.pass}}]"),
+        KeyDoc("sinks[].password_env", "The environment variable holding the password of `username`.",
+               f"{_ES_HOSTS}, username: bastion, password_env: ES_PASSWORD}}]"),
+    ))
+    timeout_secs: float = field(default=10.0, metadata=doc(
+        "sinks[].timeout_secs", "Seconds one bulk request may take before it counts as failed (and is retried).",
+        f"{_ES_HOSTS}, timeout_secs: 30}}]"))
+    setup: bool = field(default=True, metadata=doc(
+        "sinks[].setup", "Install the index templates and the ILM policy on first use; `false` when the cluster "
+        "is managed elsewhere (the API key then needs only write rights).", f"{_ES_HOSTS}, setup: false}}]"))
+    retention_days: int = field(default=90, metadata=doc(
+        "sinks[].retention_days", "The ILM policy deletes data older than this; `0` keeps it for ever.",
+        f"{_ES_HOSTS}, retention_days: 365}}]"))
 
 
 def parse_elasticsearch(section: Fields) -> ElasticsearchConfig:

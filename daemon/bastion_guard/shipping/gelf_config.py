@@ -38,6 +38,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bastion_guard.config.fielddoc import KeyDoc, doc, docs
 from bastion_guard.errors import BastionError
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.gelf_chunks import (
@@ -70,14 +71,31 @@ class Transport(enum.StrEnum):
     HTTP = "http"
 
 
+# The start of every example: a minimal valid entry the documented key is added to.
+_GELF = "sinks: [{type: gelf,"
+_TCP = f"{_GELF} transport: tcp, host: graylog.example.com"
+_UDP = f"{_GELF} transport: udp, host: graylog.example.com"
+_HTTP = f"{_GELF} transport: http, host: graylog.example.com"
+
+
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
     """TLS for TCP and HTTP. Verification is always on; ``ca_file`` narrows trust to one CA."""
 
-    ca_file: Path | None = None
-    server_name: str | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: Path | None = field(default=None, metadata=doc(
+        "sinks[].tls.ca_file", "Trust only this CA (PEM) for Graylog's certificate (a private CA); the system's "
+        "CAs otherwise. Must be readable when the configuration is checked.",
+        f"{_TCP}, tls: {{ca_file: /etc/bastion-guard/graylog-ca.pem}}}}]"))
+    server_name: str | None = field(default=None, metadata=doc(
+        "sinks[].tls.server_name", "The name to verify in Graylog's certificate when `host` is an address.",
+        f"{_GELF} transport: tcp, host: 10.0.0.7, tls: {{server_name: graylog.example.com}}}}]",
+        default="host"))
+    cert_file: Path | None = field(default=None, metadata=doc(
+        "sinks[].tls.cert_file", "Client certificate (PEM) for an input that requires one; with `key_file`.",
+        f"{_TCP}, tls: {{cert_file: /etc/bastion-guard/client.pem, key_file: /etc/bastion-guard/client.key}}}}]"))
+    key_file: Path | None = field(default=None, metadata=doc(
+        "sinks[].tls.key_file", "The client certificate's private key (PEM); with `cert_file`.",
+        f"{_TCP}, tls: {{key_file: /etc/bastion-guard/client.key, cert_file: /etc/bastion-guard/client.pem}}}}]"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +126,51 @@ class SecretSource:
 class GelfConfig:
     """A validated ``type: gelf`` entry."""
 
-    transport: Transport
-    host: str
-    port: int = DEFAULT_PORT
-    tls: TlsConfig | None = None
-    compression: Compression = Compression.NONE
-    chunk_bytes: int = WAN_CHUNK_BYTES
-    path: str = "/gelf"
-    bulk: bool = False
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    username: str | None = None
-    password: SecretSource | None = None
-    timeout_secs: float = 10.0
-    kinds: frozenset[RecordKind] = field(default_factory=lambda: frozenset(RecordKind))
+    transport: Transport = field(metadata=doc(
+        "sinks[].transport", "`udp` (chunked, fire and forget: nothing confirms delivery), `tcp` (null-framed; "
+        "delivered once the connection took it) or `http` (confirmed by the answer).", f"{_UDP}}}]",
+        default="required"))
+    host: str = field(metadata=doc(
+        "sinks[].host", "The Graylog input's host name or address (no scheme, no path).",
+        f"{_GELF} transport: tcp, host: 10.0.0.7}}]", default="required"))
+    port: int = field(default=DEFAULT_PORT, metadata=doc(
+        "sinks[].port", "The input's port.", f"{_GELF} port: 12202, transport: tcp, host: graylog.example.com}}]"))
+    tls: TlsConfig | None = field(default=None, metadata=doc(
+        "sinks[].tls", "TLS for `tcp` and `http`: `true` verifies against the system's CAs, a mapping "
+        "(`sinks[].tls.*`) narrows it. Verification cannot be turned off.", f"{_TCP}, tls: true}}]",
+        default="none (plain)"))
+    compression: Compression = field(default=Compression.NONE, metadata=doc(
+        "sinks[].compression", "`gzip`, `zlib` or `none`: for `udp` (default `gzip`) and `http` (default "
+        "`none`); `tcp` is never compressed.", f"{_UDP}, compression: zlib}}]", default="gzip (udp), none"))
+    chunk_bytes: int = field(default=WAN_CHUNK_BYTES, metadata=doc(
+        "sinks[].chunk_size", f"`udp`: bytes per datagram, `wan` ({WAN_CHUNK_BYTES}), `lan` ({LAN_CHUNK_BYTES}) or "
+        f"a number from {_MIN_CHUNK_BYTES} to {MAX_DATAGRAM_BYTES}; longer messages are chunked.",
+        f"{_UDP}, chunk_size: lan}}]", default="wan"))
+    path: str = field(default="/gelf", metadata=doc(
+        "sinks[].path", "`http`: the input's path.", f"{_HTTP}, path: /ingest/gelf}}]"))
+    bulk: bool = field(default=False, metadata=doc(
+        "sinks[].bulk", "`http`: many messages per request (the input's \"Enable Bulk Receiving\").",
+        f"{_HTTP}, bulk: true}}]"))
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata=doc(
+        "sinks[].max_body_bytes", "`http`: the input's \"Max. HTTP chunk size\"; a longer body would be refused.",
+        f"{_HTTP}, max_body_bytes: 1048576}}]"))
+    username: str | None = field(default=None, metadata=doc(
+        "sinks[].username", "`http` basic authentication (a proxy, or the input's authorization header), with "
+        "`password_file` or `password_env`; needs `tls` unless the host is this machine.",
+        f"{_HTTP}, tls: true, username: bastion, password_env: GRAYLOG_PASSWORD}}]"))
+    password: SecretSource | None = field(default=None, metadata=docs(
+        KeyDoc("sinks[].password_file", "A file whose first line is the basic authentication password; read "
+               "when the sink is built.",
+               f"{_HTTP}, tls: true, username: bastion, password_file: /etc/bastion-guard/graylog.pass}}]"),
+        KeyDoc("sinks[].password_env", "The environment variable holding the basic authentication password.",
+               f"{_HTTP}, tls: true, username: bastion, password_env: GRAYLOG_PASSWORD}}]"),
+    ))
+    timeout_secs: float = field(default=10.0, metadata=doc(
+        "sinks[].timeout_secs", "Seconds to connect, send, or wait for an answer before the batch is retried.",
+        f"{_TCP}, timeout_secs: 30}}]"))
+    kinds: frozenset[RecordKind] = field(default_factory=lambda: frozenset(RecordKind), metadata=doc(
+        "sinks[].kinds", f"Which records go to Graylog: any of {', '.join(RecordKind)}; the others are skipped.",
+        f"{_TCP}, kinds: [decision, ban, unban]}}]", default="all"))
 
 
 def parse_config(section: Fields) -> GelfConfig:

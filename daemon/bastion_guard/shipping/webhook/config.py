@@ -26,10 +26,11 @@ from __future__ import annotations
 import enum
 import fnmatch
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bastion_guard.config.fielddoc import KeyDoc, doc, docs, internal
 from bastion_guard.decisions import Verdict
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.records import RecordKind
@@ -54,33 +55,83 @@ DEFAULT_KINDS = (RecordKind.DECISION, RecordKind.KEY)
 _DEFAULT_RATES = {Format.SLACK: (1.0, 5), Format.GENERIC: (5.0, 20), Format.ALERTMANAGER: (2.0, 10)}
 
 
+# The start of every example: a minimal valid entry the documented key is added to.
+_HOOK = "sinks: [{type: webhook,"
+_GENERIC = f"{_HOOK} url: https://hooks.example.com/bastion, secret_env: HOOK_SECRET"
+_ALERTMANAGER = f"{_HOOK} format: alertmanager, url: https://alertmanager.example.com:9093"
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """A token bucket over messages: ``per_sec`` refill, ``burst`` capacity."""
 
-    per_sec: float
-    burst: int
+    per_sec: float = field(metadata=doc(
+        "sinks[].rate_limit.per_sec", "Messages per second on average; what is over the limit is summed up in "
+        "digests, never dropped silently.", f"{_GENERIC}, rate_limit: {{per_sec: 0.5}}}}]",
+        default="1 (slack), 5 (generic), 2 (alertmanager)"))
+    burst: int = field(metadata=doc(
+        "sinks[].rate_limit.burst", "Messages that may go at once before `per_sec` paces them.",
+        f"{_GENERIC}, rate_limit: {{burst: 50}}}}]", default="5 (slack), 20 (generic), 10 (alertmanager)"))
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
     """A validated ``type: webhook`` entry; the URL and signing key are references, read at build time."""
 
-    format: Format
-    url: str | None = None  # written inline (no token in it)
-    url_secret: SecretRef | None = None  # or from a file / the environment
-    signing_secret: SecretRef | None = None
-    ca_file: Path | None = None
-    timeout_secs: float = 10.0
-    kinds: tuple[RecordKind, ...] = DEFAULT_KINDS
-    verdicts: tuple[Verdict, ...] = (Verdict.BAN, Verdict.ALERT)
-    rules: tuple[str, ...] = ()  # shell patterns; empty = every rule
-    key_steps: bool = False  # key records: every step, not only summaries
-    dedup_secs: float = 300.0
-    rate_limit: RateLimit = RateLimit(1.0, 5)
-    digest_secs: float = 10.0
-    alert_ttl_secs: float = 3600.0
-    github_signature: bool = False
+    format: Format = field(metadata=doc(
+        "sinks[].format", "What the receiver speaks: `generic` (JSON signed as Standard Webhooks), `slack` (an "
+        "incoming webhook) or `alertmanager` (`POST /api/v2/alerts`).", f"{_ALERTMANAGER}}}]",
+        default="generic"))
+    url: str | None = field(default=None, metadata=doc(
+        "sinks[].url", "The receiver's URL, written inline when it holds no token: `https://` (plain `http://` "
+        "only to this host). One of `url`, `url_file`, `url_env` is required.", f"{_GENERIC}}}]"))
+    url_secret: SecretRef | None = field(default=None, metadata=docs(
+        KeyDoc("sinks[].url_file", "A file holding the URL, for URLs that are credentials (a Slack webhook URL "
+               "must be given this way or by `url_env`).",
+               f"{_HOOK} format: slack, url_file: /etc/bastion-guard/slack-url}}]"),
+        KeyDoc("sinks[].url_env", "The environment variable holding the URL.",
+               f"{_HOOK} format: slack, url_env: SLACK_WEBHOOK_URL}}]"),
+    ))
+    signing_secret: SecretRef | None = field(default=None, metadata=docs(
+        KeyDoc("sinks[].secret_file", "`generic` (required, or `secret_env`): the signing key (`whsec_...`); "
+               "several, separated by white space, while rotating.",
+               f"{_HOOK} url: https://hooks.example.com/bastion, secret_file: /etc/bastion-guard/hook.key}}]"),
+        KeyDoc("sinks[].secret_env", "The environment variable holding the signing key.", f"{_GENERIC}}}]"),
+    ))
+    ca_file: Path | None = field(default=None, metadata=doc(
+        "sinks[].ca_file", "Verify the receiver's certificate against this CA file (PEM) instead of the system's "
+        "CAs; it must exist when the configuration is checked.",
+        f"{_GENERIC}, ca_file: /etc/bastion-guard/hook-ca.pem}}]"))
+    timeout_secs: float = field(default=10.0, metadata=doc(
+        "sinks[].timeout_secs", "Seconds one request may take before it counts as failed (and is retried).",
+        f"{_GENERIC}, timeout_secs: 30}}]"))
+    kinds: tuple[RecordKind, ...] = field(default=DEFAULT_KINDS, metadata=doc(
+        "sinks[].kinds", f"Which records are sent: any of {', '.join(SENDABLE_KINDS)} (raw events never: one "
+        "message per log line would page people for every failed password).",
+        f"{_GENERIC}, kinds: [decision, ban, unban]}}]", default=", ".join(DEFAULT_KINDS)))
+    verdicts: tuple[Verdict, ...] = field(default=(Verdict.BAN, Verdict.ALERT), metadata=doc(
+        "sinks[].verdicts", "Decisions with these verdicts are sent.", f"{_GENERIC}, verdicts: [ban]}}]",
+        default="ban, alert"))
+    rules: tuple[str, ...] = field(default=(), metadata=doc(
+        "sinks[].rules", "Decisions of these rules are sent (shell patterns).",
+        f"{_GENERIC}, rules: [sshd-*, root-login]}}]", default="every rule"))
+    key_steps: bool = field(default=False, metadata=doc(
+        "sinks[].key_steps", "Key lifecycle records: every step, not only the summaries.",
+        f"{_GENERIC}, key_steps: true}}]"))
+    dedup_secs: float = field(default=300.0, metadata=doc(
+        "sinks[].dedup_secs", "The same rule, target and verdict is sent once in this window (`0` = off).",
+        f"{_GENERIC}, dedup_secs: 15m}}]", default="5m"))
+    rate_limit: RateLimit = field(default=RateLimit(1.0, 5), metadata=internal(
+        "a section: sinks[].rate_limit.per_sec and .burst, with per-format defaults"))
+    digest_secs: float = field(default=10.0, metadata=doc(
+        "sinks[].digest_secs", "At most one digest message (what the rate limit held back) per this interval.",
+        f"{_GENERIC}, digest_secs: 1m}}]", default="10s"))
+    alert_ttl_secs: float = field(default=3600.0, metadata=doc(
+        "sinks[].alert_ttl_secs", "`alertmanager`: `endsAt` of alerts that have no ban expiry.",
+        f"{_ALERTMANAGER}, alert_ttl_secs: 4h}}]", default="1h"))
+    github_signature: bool = field(default=False, metadata=doc(
+        "sinks[].github_signature", "`generic`: also send GitHub's `X-Hub-Signature-256`.",
+        f"{_GENERIC}, github_signature: true}}]"))
 
     def selects_rule(self, rule: str) -> bool:
         """Whether decisions of ``rule`` go to this destination."""
