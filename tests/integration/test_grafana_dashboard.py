@@ -1,7 +1,9 @@
 """Every query of the Grafana dashboard returns data from a real Prometheus scraping a real bastiond.
 
 bastiond runs as a process (dry-run firewall, so no root) following a temporary auth.log that a feeder
-thread keeps writing attack lines into, with metrics on a free loopback port. Prometheus runs with the
+thread keeps writing attack lines into, with metrics on a free loopback port and a GELF TCP sink that
+ships every record through the spool to a local GELF protocol test double (tests/doubles/gelf_double.py;
+Graylog cannot run here), so the ``bastion_output_*`` panels show a real delivery path. Prometheus runs with the
 demo stack's own prometheus.yml and alert rules, pointed at that port and scraping every second. Then
 each panel query of demo/grafana/dashboards/bastion-guard.json is run as Grafana would run it, with
 ``$__rate_interval`` replaced the way Grafana does (here: a window holding several scrapes).
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from doubles.gelf_double import TcpReceiver
 from promserver import Prometheus, missing, running_prometheus
 from realparts import free_port, wait_until
 
@@ -34,6 +37,7 @@ DEMO_PROMETHEUS = REPO / "demo" / "prometheus" / "prometheus.yml"
 RULES = REPO / "prometheus" / "bastion-guard.rules.yml"
 RATE_INTERVAL = "20s"  # Grafana: max(4 x scrape interval, step); 1 s scrapes here
 ATTACKERS = [f"203.0.113.{host}" for host in range(10, 16)]  # documentation addresses, only text in a log
+SINK = "graylog"
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
@@ -93,7 +97,17 @@ def _metrics_text(port: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def graylog() -> Iterator[TcpReceiver]:
+    """The GELF TCP input bastiond ships to (validates every frame; counts, does not keep, the messages)."""
+    receiver = TcpReceiver(keep=False)
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, graylog: TcpReceiver) -> Iterator[Prometheus]:
     """A real bastiond banning from a live log, and a real Prometheus scraping it with the demo's config."""
     root = tmp_path_factory.mktemp("dashboard")
     log = root / "auth.log"
@@ -104,6 +118,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         "sources": [{"type": "file", "path": str(log)}], "rules_dir": str(REPO / "rules"),
         "state_dir": str(root / "state"), "runtime_dir": str(root / "run"), "firewall": {"backend": "dry-run"},
         "metrics": {"address": "127.0.0.1", "port": metrics_port},
+        "sinks": [{"type": "gelf", "name": SINK, "transport": "tcp", "host": "127.0.0.1", "port": graylog.port}],
     }))
     with (root / "bastiond.log").open("wb") as daemon_log:
         daemon = subprocess.Popen([sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(config)],
@@ -119,6 +134,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
 
         feeder.thread.start()
         wait_until(banned, "bastiond to ban from the fed log", timeout=30)
+        wait_until(lambda: graylog.count > 0, "bastiond to ship records to the GELF double", timeout=30)
         demo = yaml.safe_load(DEMO_PROMETHEUS.read_text())
         demo["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
         demo["rule_files"] = [str(RULES)]
@@ -173,3 +189,13 @@ def test_panels_show_the_attack(prometheus: Prometheus) -> None:
     assert "sshd-bruteforce" in {series["metric"]["rule"] for series in decisions}
     events = prometheus.result(f"sum by (kind) (rate(bastion_auth_events_total[{RATE_INTERVAL}])) > 0")
     assert {"auth_failure", "invalid_user"} <= {series["metric"]["kind"] for series in events}
+
+
+def test_output_panels_show_the_shipping(prometheus: Prometheus, graylog: TcpReceiver) -> None:
+    """The shipping numbers are the sink's: records were sent to the GELF double, which found no violation."""
+    sent = prometheus.result(f'sum(bastion_output_events_total{{output="{SINK}", result="sent"}}) > 0')
+    assert sent, "no record counted as sent"
+    [up] = prometheus.result(f'bastion_output_up{{output="{SINK}"}}')
+    assert up["value"][1] == "1"
+    assert graylog.count > 0
+    assert graylog.violations == []
