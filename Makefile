@@ -41,7 +41,8 @@ bench: $(BIN)/bastionctl
 clean:
 	rm -rf $(VENV) build dist *.egg-info bench/out
 
-## install: the systemd unit (ExecStart pointing at $(BINDIR)/bastiond), a commented bastiond.yaml and the
+## install: the systemd unit (ExecStart pointing at $(BINDIR)/bastiond) and its sandbox drop-in examples for
+## sinks and the key lifecycle (under $(DATADIR)/bastion-guard/systemd, not active), a commented bastiond.yaml and the
 ## rules in $(SYSCONFDIR)/bastion-guard (both kept if present: an upgrade never overwrites an operator's
 ## files), and the shipped rules, alert rules and docs under $(DATADIR). The program itself is installed
 ## with pip (docs/operations.md); no tmpfiles or logrotate snippet is needed (StateDirectory=,
@@ -56,6 +57,8 @@ install:
 	install -m 0644 rules/*.yaml $(DESTDIR)$(DATADIR)/bastion-guard/rules/
 	install -m 0644 prometheus/bastion-guard.rules.yml prometheus/prometheus.yml \
 		$(DESTDIR)$(DATADIR)/bastion-guard/prometheus/
+	install -d -m 0755 $(DESTDIR)$(DATADIR)/bastion-guard/systemd
+	install -m 0644 systemd/bastiond.service.d/*.conf.example $(DESTDIR)$(DATADIR)/bastion-guard/systemd/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DATADIR)/doc/bastion-guard/
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/bastion-guard
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/bastion-guard/bastiond.yaml ]; then \

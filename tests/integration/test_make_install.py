@@ -47,6 +47,9 @@ def test_install_places_unit_config_rules_and_docs(tmp_path: Path) -> None:
     assert sorted(path.name for path in (tmp_path / "etc/bastion-guard/rules").iterdir()) == shipped
     assert sorted(path.name for path in (tmp_path / "usr/share/bastion-guard/rules").iterdir()) == shipped
     assert (tmp_path / "usr/share/bastion-guard/prometheus/bastion-guard.rules.yml").is_file()
+    examples = sorted(path.name for path in (tmp_path / "usr/share/bastion-guard/systemd").iterdir())
+    assert examples == sorted(path.name for path in (REPO / "systemd/bastiond.service.d").glob("*.conf.example"))
+    assert not (tmp_path / "usr/lib/systemd/system/bastiond.service.d").exists(), "drop-ins are examples, not active"
     assert (tmp_path / "usr/share/doc/bastion-guard/configuration.md").is_file()
     assert not list(tmp_path.rglob("*.tmp"))
 
