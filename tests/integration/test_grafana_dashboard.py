@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 import yaml
-from doubles.gelf_double import TcpReceiver
 from promserver import Prometheus, missing, running_prometheus
 from realparts import free_port, wait_until
 
 from bastion_guard import metrics as metrics_module
+from doubles.gelf_double import TcpReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "demo" / "grafana" / "dashboards" / "bastion-guard.json"

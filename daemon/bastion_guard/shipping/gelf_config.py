@@ -128,7 +128,7 @@ class GelfConfig:
 
     transport: Transport = field(metadata=doc(
         "sinks[].transport", "`udp` (chunked, fire and forget: nothing confirms delivery), `tcp` (null-framed; "
-        "delivered once the connection took it) or `http` (confirmed by the answer).", f"{_UDP}}}]",
+        "delivered once Graylog's host acknowledged every byte) or `http` (confirmed by each answer).", f"{_UDP}}}]",
         default="required"))
     host: str = field(metadata=doc(
         "sinks[].host", "The Graylog input's host name or address (no scheme, no path).",
