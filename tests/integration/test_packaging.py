@@ -129,10 +129,12 @@ def test_completion_works_from_the_installed_package(release: Release) -> None:
 
 
 def test_sdist_carries_what_make_install_needs(release: Release) -> None:
-    """The tarball holds the unit, rules, alert rules, docs, default config, Makefile and tests."""
+    """The tarball holds the unit and its drop-in examples, rules, alert rules, docs, default config, Makefile
+    and tests."""
     with tarfile.open(release.sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    expected = {"Makefile", "systemd/bastiond.service", "rules/sshd.yaml", "prometheus/bastion-guard.rules.yml",
+    expected = {"Makefile", "systemd/bastiond.service", "systemd/bastiond.service.d/shipping.conf.example",
+                "systemd/bastiond.service.d/keys.conf.example", "rules/sshd.yaml", "prometheus/bastion-guard.rules.yml",
                 "docs/configuration.md", "packaging/bastiond.yaml", "daemon/bastion_guard/defaults/rules/sshd.yaml",
                 "docker-compose.yml", "tests/conftest.py"}
     assert expected <= names, expected - names
