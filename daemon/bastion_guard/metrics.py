@@ -36,6 +36,7 @@ bastion_output_queue_events            gauge     output (records in the spool th
 bastion_output_queue_oldest_age_seconds gauge    output (age of the oldest of them; 0 when none)
 bastion_output_send_duration_seconds   histogram output (one delivery call: a bulk request, a GELF batch)
 bastion_output_up                      gauge     output (1 while the far end answers, else 0)
+bastion_key_steps_total                counter   action, outcome (KEY_ACTIONS x KEY_OUTCOMES)
 ====================================== ========= =========================================================
 
 ``output`` is a configured sink name (bounded by the configuration). Results: ``sent`` delivered (an
@@ -43,10 +44,11 @@ idempotent duplicate included), ``skipped`` not for this sink, ``failed`` a deli
 retried, ``held`` deferred by the sink's own pacing (webhook rate limits), ``retried`` a record sent again,
 ``rejected`` dead-lettered, ``dropped`` lost to a full spool.
 
-Room for later issues: the webhook action (an ``output`` of the shipping metrics) and key offboarding
-(``bastion_keys_revoked_total``) declare their metrics here, in :meth:`Metrics.__init__`, in the same
-change as the code that sets them. Nothing is declared ahead of that: a metric that is exported but never
-set looks like "all quiet" on a dashboard.
+Webhooks are ``output`` s of the shipping metrics. Key lifecycle steps run by bastiond (departures,
+scheduled rotations) count in ``bastion_key_steps_total``: ``shared-key-rotation`` with outcome ``success``
+is a completed rotation, ``key-revoked`` a key put in the KRL. New metrics are declared here, in
+:meth:`Metrics.__init__`, in the same change as the code that sets them: a metric that is exported but
+never set looks like "all quiet" on a dashboard.
 
 Counters are exposed the way client_python does it, including the ``*_created`` series of the classic text
 format (Prometheus asks for OpenMetrics, where they are part of the family, not extra series).
@@ -80,6 +82,13 @@ line limit); ``oversized``, read but over the parser's limit (or a journal entry
 ``malformed``, no syslog envelope and not a bare sshd message (or not a journal entry)."""
 
 OUTPUT_RESULTS = ("sent", "skipped", "held", "failed", "retried", "rejected", "dropped")
+# The steps bastion_guard.keys records (Audit.step); a bounded set, so each is exported at 0 from the start.
+KEY_ACTIONS = (
+    "key-revoked", "krl-check", "authorized-keys-removed", "account-locked", "sessions-ended", "offboarding",
+    "shared-key-generated", "shared-key-install", "shared-key-switch", "shared-key-remove-old",
+    "shared-key-rotation",
+)
+KEY_OUTCOMES = ("success", "failure", "skipped", "info")
 """What happened to shipped records, per output (see the table above)."""
 
 # One delivery call: a bulk request on a LAN takes milliseconds; a timeout is seconds.
@@ -211,6 +220,13 @@ class Metrics:
         self._output_up = Gauge("bastion_output_up", "1 while an output's far end answers, else 0.", ["output"],
                                 registry=registry)
         self._per_output: dict[str, dict[str, _Child]] = {}
+        self._key_steps = Counter("bastion_key_steps_total", "Key lifecycle steps run by bastiond (departures, "
+                                  "scheduled rotations) by action and outcome.", ["action", "outcome"],
+                                  registry=registry)
+        self._key_step_series = {
+            (action, outcome): self._key_steps.labels(action=action, outcome=outcome)
+            for action in KEY_ACTIONS for outcome in KEY_OUTCOMES
+        }
 
         self._per_source: dict[str, _SourceSeries] = {}
         self._event_series: dict[tuple[Kind, Outcome], _Child] = {
@@ -367,6 +383,15 @@ class Metrics:
         if count:
             self._per_output[output][result].inc(count)
 
+    def key_step(self, action: str, outcome: str) -> None:
+        """One key lifecycle step; anything outside the known sets is counted as ``other`` / ``info`` so a new
+        step name in the key code can never grow the label set without this table being updated."""
+        series = self._key_step_series.get((action, outcome))
+        if series is None:
+            series = self._key_steps.labels(action=action if action in KEY_ACTIONS else "other",
+                                            outcome=outcome if outcome in KEY_OUTCOMES else "info")
+        series.inc()
+
     def set_output_queue(self, output: str, depth: int, oldest_age_secs: float | None) -> None:
         """The spool backlog of ``output``."""
         self._output_queue.labels(output=output).set(depth)
@@ -423,5 +448,6 @@ class Metrics:
 
 
 __all__ = [
-    "BAN_ACTIONS", "DEFAULT_ADDRESS", "DEFAULT_PORT", "EVENT_OUTCOMES", "OUTPUT_RESULTS", "SKIP_REASONS", "Metrics",
+    "BAN_ACTIONS", "DEFAULT_ADDRESS", "DEFAULT_PORT", "EVENT_OUTCOMES", "KEY_ACTIONS", "KEY_OUTCOMES",
+    "OUTPUT_RESULTS", "SKIP_REASONS", "Metrics",
 ]

@@ -94,7 +94,7 @@ def test_every_documented_metric_is_exposed_as_documented() -> None:
     metrics.add_output("es")  # shipping series exist per configured sink
     table = documented()
     seen = exposed(metrics)
-    assert len(table) == 21
+    assert len(table) == 22
     assert set(seen) == set(table)
     for name, (kind, labels) in table.items():
         seen_kind, help_text, seen_labels = seen[name]
@@ -292,3 +292,15 @@ def test_serve_failure_is_a_bastion_error() -> None:
 def test_line_status_names_match_skip_reasons() -> None:
     """The parser's refusal statuses that become skip reasons exist under those names."""
     assert {LineStatus.OVERSIZED.value, LineStatus.MALFORMED.value} <= set(SKIP_REASONS)
+
+
+def test_key_steps_are_counted_and_bounded() -> None:
+    """Key lifecycle steps count by action and outcome; an unknown step name cannot grow the label set."""
+    metrics = Metrics()
+    metrics.key_step("shared-key-rotation", "success")
+    metrics.key_step("made-up-step", "weird")
+    registry = metrics.registry
+    assert registry.get_sample_value(
+        "bastion_key_steps_total", {"action": "shared-key-rotation", "outcome": "success"}) == 1
+    assert registry.get_sample_value("bastion_key_steps_total", {"action": "other", "outcome": "info"}) == 1
+    assert registry.get_sample_value("bastion_key_steps_total", {"action": "key-revoked", "outcome": "failure"}) == 0

@@ -41,7 +41,7 @@ from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.notify import Notifier
 from bastion_guard.runtime.shipping import Shipping, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
-from bastion_guard.shipping.records import RecordKind
+from bastion_guard.shipping.records import Record, RecordKind
 from bastion_guard.sources.identity import FileIdentity
 from bastion_guard.state.records import BanRecord, KeyUse, Position
 from bastion_guard.state.store import StateStore
@@ -140,8 +140,7 @@ class Daemon:
         self._control = ControlServer(self.config.socket_path, self._call_from_control)
         self._control.start()
         # Key steps happen on the lifecycle's own thread; the spool is thread-safe, so they go straight in.
-        emit = None if self._shipping is None else self._shipping.append_one
-        self._keys = start_key_lifecycle(self.config.keys, self.config.state_dir, emit)
+        self._keys = start_key_lifecycle(self.config.keys, self.config.state_dir, self._key_step)
         self._notifier.ready(f"following {', '.join(self._sources)}; {len(active)} bans restored")
         self._metrics.mark_up()
         log.info("ready: %d sources, %d rules", len(self._sources), len(self._ruleset.rules))
@@ -268,6 +267,13 @@ class Daemon:
                 log.error("firewall: %s", error)
             else:
                 self._metrics.ban_action("ban", len(elements))
+
+    def _key_step(self, record: Record) -> None:
+        """A key lifecycle step (on the lifecycle's thread): count it, and spool it when sinks are configured
+        (the spool and the metrics are thread-safe)."""
+        self._metrics.key_step(str(record.body.get("action", "other")), str(record.body.get("outcome", "info")))
+        if self._shipping is not None:
+            self._shipping.append_one(record)
 
     def _note_keys(self, key_events: list[Event], decisions: list[Decision]) -> None:
         """Last use per key fingerprint (saved with the position) and departed-user alerts."""
