@@ -222,7 +222,7 @@ def test_scraped_values_and_labels(stack: Stack) -> None:
 def test_every_alert_expression_executes(stack: Stack) -> None:
     """Each alert rule's expression runs as an instant query without error (an empty result is fine)."""
     rules = _alert_rules()
-    assert len(rules) == 9
+    assert len(rules) == 10
     for rule in rules:
         answer = stack.query(rule["expr"])
         assert answer["status"] == "success", (rule["alert"], answer)
@@ -251,7 +251,7 @@ def test_promtool_check_rules() -> None:
     result = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True,
                             check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 @needs_promtool
