@@ -4,8 +4,10 @@ Docker cannot run here, so each promise the compose file makes is checked agains
 parses, every image (and every Dockerfile base image) is pinned, every service has a health check and
 waits for healthy dependencies, ports are bound to loopback, the target shares a network only with the
 bastion, every mounted or copied file exists, every secret is in .env.example, Prometheus's files as the
-container sees them pass ``promtool``, the bastion's configuration passes ``bastiond --check-config``,
-and the shell scripts parse. Grafana's queries run against a real Prometheus in test_grafana_dashboard.py.
+container sees them pass ``promtool``, the bastion's configuration passes ``bastiond --check-config``
+and its sinks name the profiles' services and ports, and the shell scripts parse. Grafana's queries run
+against a real Prometheus in test_grafana_dashboard.py; the bastion's sinks ship to protocol test
+doubles in test_demo_bastion.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -222,6 +225,39 @@ def test_bastion_configuration_is_valid() -> None:
         capture_output=True, text=True, check=False, timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bastion_sinks_reach_the_profiles_services() -> None:
+    """bastiond's sinks name compose services the bastion shares a network with, on the ports they serve:
+    Elasticsearch's HTTP port, and the GELF TCP input graylog-init creates (null-delimited, no TLS); the
+    Elasticsearch password is the variable the bastion service gets from .env. (test_demo_bastion.py runs
+    this configuration against protocol test doubles.)"""
+    config = yaml.safe_load((REPO / "demo" / "bastion" / "bastiond.yaml").read_text())
+    sinks = {sink["type"]: sink for sink in config["sinks"]}
+    bastion_networks = set(SERVICES["bastion"]["networks"])
+
+    [host] = sinks["elasticsearch"]["hosts"]
+    url = urlsplit(host)
+    assert url.hostname == "elasticsearch" and url.port == 9200
+    assert any(str(port).endswith(f":{url.port}") for port in SERVICES["elasticsearch"]["ports"])
+    assert bastion_networks & set(SERVICES["elasticsearch"]["networks"])
+    # plain http matches the cluster: TLS off on the private compose network (demo only)
+    assert SERVICES["elasticsearch"]["environment"]["xpack.security.http.ssl.enabled"] == "false"
+    assert url.scheme == "http"
+    assert sinks["elasticsearch"]["username"] == "elastic"
+    variable = sinks["elasticsearch"]["password_env"]
+    from_env = re.compile(r"\$\{([A-Z_]+):\?.*\}")  # ${NAME:?message}: from .env, required
+    passed = from_env.fullmatch(SERVICES["bastion"]["environment"][variable])
+    elastic = from_env.fullmatch(SERVICES["elasticsearch"]["environment"]["ELASTIC_PASSWORD"])
+    assert passed and elastic and passed.group(1) == elastic.group(1)
+
+    gelf = sinks["gelf"]
+    script = (REPO / "demo" / "graylog" / "gelf-input.sh").read_text()
+    assert gelf["host"] == "graylog" and bastion_networks & set(SERVICES["graylog"]["networks"])
+    assert gelf["transport"] == "tcp" and "tls" not in gelf
+    assert "create_input \"$tcp_title\" org.graylog2.inputs.gelf.tcp.GELFTCPInput" in script
+    assert f'\\"port\\":{gelf["port"]},' in script
+    assert '\\"use_null_delimiter\\":true' in script and '\\"tls_enable\\":false' in script
 
 
 @pytest.mark.parametrize("script", sorted(str(path.relative_to(REPO)) for path in (REPO / "demo").rglob("*.sh")))

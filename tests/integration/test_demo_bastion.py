@@ -1,31 +1,44 @@
 """The demo bastion's own files work with the real programs: sshd accepts its profile and passes the audit,
-and rsyslogd's GELF forwarding delivers frames a GELF TCP input accepts.
+and a real bastiond runs the demo's bastiond.yaml and ships what it sees to both of the demo's sinks.
 
 The sshd check reuses the audit test's bench (host key, KRL, private /run), and puts them before the demo
 profile: sshd keeps the first value of a keyword, so the container's paths are overridden and the rest of
-the profile is audited as written. The rsyslog check runs a real rsyslogd with the demo's forwarding
-stanza pointed at a GELF TCP protocol test double (NUL-framed JSON, checked against GELF 1.1).
+the profile is audited as written.
+
+The shipping check runs bastiond (dry-run firewall, no root) on a copy of demo/bastion/bastiond.yaml in
+which only what names the container changes: the followed log, the state, runtime and rules directories,
+the firewall, metrics, and the two sinks' addresses, which point at local protocol test doubles of
+Elasticsearch and of Graylog's GELF TCP input (tests/doubles; neither can run here). The spool bounds, the
+back-off, the sink names, the namespace, the user, the password variable and the transport are the demo's.
+It plays the README's walk-through: Elasticsearch is down while the attack happens (as when the "elastic"
+profile is not running), Graylog gets the records at once, then Elasticsearch comes up and the backlog
+drains into it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from realparts import stop_process, wait_until
 from test_audit_real_sshd import Bench, audit, bench
 
+from doubles.es_double import ElasticsearchDouble
+from doubles.gelf_double import TcpReceiver
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo" / "bastion"
-RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+DEMO_CONFIG = DEMO / "bastiond.yaml"
+ATTACKER = "198.51.100.23"  # a documentation address, only text in a log
+ELASTIC_PASSWORD = "demo-test-elastic-pw"  # noqa: S105 - the Elasticsearch double's password
+SHIP_TIMEOUT = 60.0  # seconds; the demo caps retry delays at 10 s (backoff_max_secs), this machine is shared
 
 __all__ = ["bench"]  # the fixture, imported so pytest finds it here
 
@@ -42,110 +55,124 @@ def test_demo_sshd_profile_passes_the_audit(bench: Bench) -> None:
     assert code == 0, (stderr, problems)
 
 
-class GelfTcpDouble:
-    """A GELF TCP input as Graylog runs it: NUL-terminated JSON frames, GELF 1.1 fields enforced."""
-
-    def __init__(self) -> None:
-        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(4)
-        self.server.settimeout(0.2)
-        self.port: int = self.server.getsockname()[1]
-        self.messages: list[dict[str, object]] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                connection, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.settimeout(0.2)
-                buffer = b""
-                while not self.stop.is_set():
-                    try:
-                        chunk = connection.recv(65536)
-                    except TimeoutError:
-                        continue
-                    if not chunk:
-                        break
-                    buffer += chunk
-                    *frames, buffer = buffer.split(b"\0")
-                    for frame in frames:
-                        self._accept(frame)
-
-    def _accept(self, frame: bytes) -> None:
-        try:
-            message = json.loads(frame)
-        except ValueError as error:
-            self.errors.append(f"not JSON: {frame[:200]!r} ({error})")
-            return
-        problems = [f"missing {key}" for key in ("version", "host", "short_message") if key not in message]
-        if message.get("version") != "1.1":
-            problems.append("version must be 1.1")
-        if not isinstance(message.get("timestamp"), (int, float)) or not isinstance(message.get("level"), int):
-            problems.append("timestamp and level must be numbers")
-        extra = [key for key in message if key not in {"version", "host", "short_message", "full_message",
-                                                        "timestamp", "level"}]
-        problems += [f"additional field {key!r} must start with _ and not be _id" for key in extra
-                     if not key.startswith("_") or key == "_id"]
-        if problems:
-            self.errors.append(f"{message}: {problems}")
-        else:
-            self.messages.append(message)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.server.close()
+def _local_copy(root: Path, es_url: str, gelf_port: int) -> Path:
+    """The demo configuration with the container's paths and the compose services' addresses replaced by this
+    test's; every other key (spool, sink names, namespace, credentials, transport) stays as the demo has it."""
+    config: dict[str, Any] = yaml.safe_load(DEMO_CONFIG.read_text())
+    config.update({
+        "sources": [{"type": "file", "path": str(root / "auth.log")}], "rules_dir": str(REPO / "rules"),
+        "state_dir": str(root / "state"), "runtime_dir": str(root / "run"), "firewall": {"backend": "dry-run"},
+        "metrics": {"port": 0},
+    })
+    sinks = {sink["type"]: sink for sink in config["sinks"]}
+    assert sorted(sinks) == ["elasticsearch", "gelf"], "the demo ships to Elasticsearch and Graylog"
+    sinks["elasticsearch"]["hosts"] = [es_url]
+    sinks["gelf"].update(host="127.0.0.1", port=gelf_port)
+    path = root / "bastiond.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
-@pytest.fixture
-def gelf() -> Iterator[GelfTcpDouble]:
-    double = GelfTcpDouble()
-    yield double
-    double.close()
-
-
-@pytest.mark.rsyslog
-@pytest.mark.skipif(not Path(RSYSLOGD).exists(), reason="rsyslogd is not installed (apt-get install rsyslog)")
-def test_rsyslog_forwards_auth_lines_as_gelf(gelf: GelfTcpDouble, tmp_path: Path) -> None:
-    """The demo's forwarding stanza, in a real rsyslogd, turns auth lines (hostile ones too) into valid GELF."""
-    stanza = (DEMO / "rsyslog-gelf.conf").read_text()
-    assert 'target="graylog" port="12201"' in stanza
-    stanza = stanza.replace('target="graylog" port="12201"', f'target="127.0.0.1" port="{gelf.port}"')
-    sock = tmp_path / "log.sock"
-    (tmp_path / "work").mkdir()
-    conf = tmp_path / "rsyslog.conf"
-    conf.write_text(
-        f'global(workDirectory="{tmp_path / "work"}")\n'
-        'module(load="imuxsock" SysSock.Use="off")\n'
-        f'input(type="imuxsock" Socket="{sock}" RateLimit.Interval="0")\n' + stanza
+def _check_config(config: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bastion_guard.cli.bastiond", "--check-config", "--config", str(config),
+         "--rules", str(REPO / "rules")],
+        capture_output=True, text=True, check=False, timeout=60,
     )
-    checked = subprocess.run([RSYSLOGD, "-N1", "-f", str(conf)], capture_output=True, text=True, check=False,
-                             timeout=60)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    with (tmp_path / "rsyslogd.log").open("wb") as log:
-        process = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslogd.pid")],
-                                   stdout=log, stderr=subprocess.STDOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _attack(log: Path) -> list[str]:
+    """Failed logins from one address as sshd logs them, enough for sshd-bruteforce to ban; one user name
+    tries to blame another address. Returns the user names."""
+    users = ["admin", "oracle", "ubuntu", "test", "evil from 203.0.113.9 port 22", "postgres"]
+    with log.open("a") as out:
+        for serial, user in enumerate(users):
+            stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+            out.write(f"{stamp} bastion sshd[{3000 + serial}]: Failed password for invalid user {user} from "
+                      f"{ATTACKER} port {50000 + serial} ssh2\n")
+    return users
+
+
+def _sink(socket_path: Path, name: str) -> dict[str, Any]:
+    """The sink's entry in ``bastionctl status -o json``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bastion_guard.cli.bastionctl", "status", "-o", "json", "--socket", str(socket_path)],
+        capture_output=True, text=True, check=False, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    [sink] = [sink for sink in json.loads(result.stdout)["shipping"]["sinks"] if sink["name"] == name]
+    found: dict[str, Any] = sink
+    return found
+
+
+def _gelf(receiver: TcpReceiver, kind: str) -> list[dict[str, Any]]:
+    """The payloads of one record kind (``_record_kind``) the GELF double accepted."""
+    return [message.payload for message in list(receiver.messages) if message.payload.get("_record_kind") == kind]
+
+
+def test_demo_configuration_ships_to_elasticsearch_and_graylog(tmp_path: Path) -> None:
+    """bastiond on the demo's configuration sends every event, and the ban, to Graylog as valid GELF at once,
+    keeps them in the spool while Elasticsearch is down, and delivers them as ECS documents into the demo's
+    data streams (basic auth, the password from the environment) once it is up."""
+    elasticsearch = ElasticsearchDouble(basic=("elastic", ELASTIC_PASSWORD)).start()
+    elasticsearch.go_down()  # the "elastic" profile is not running yet; the double keeps its port for later
+    graylog = TcpReceiver()
+    config = _local_copy(tmp_path, elasticsearch.url, graylog.port)
+    _check_config(DEMO_CONFIG)  # as the image build runs it
+    _check_config(config)
+    (tmp_path / "auth.log").write_text("")
+    socket_path = tmp_path / "run" / "bastiond.sock"
+    daemon_log = tmp_path / "bastiond.log"
+    with daemon_log.open("wb") as output:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(config)],
+            stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "ELASTIC_PASSWORD": ELASTIC_PASSWORD},
+        )
     try:
-        wait_until(lambda: sock.exists() or process.poll() is not None, "rsyslogd socket")
-        hostile = 'Invalid user a"b\\c\x01{"level":0} from 198.51.100.7 port 4242'
-        stamp = time.strftime("%b %e %H:%M:%S")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
-            for text in (hostile, "Accepted publickey for demo from 198.51.100.8 port 22 ssh2"):
-                client.sendto(f"<38>{stamp} sshd[{os.getpid()}]: {text}".encode(), str(sock))
-            client.sendto(f"<14>{stamp} cron[1]: not auth".encode(), str(sock))  # user facility: not forwarded
-        wait_until(lambda: len(gelf.messages) + len(gelf.errors) >= 2, "two GELF frames", timeout=20)
+        wait_until(lambda: socket_path.exists() or daemon.poll() is not None, "the control socket")
+        assert daemon.poll() is None, daemon_log.read_text()
+        users = _attack(tmp_path / "auth.log")
+
+        # Graylog: every event and the ban, at once, as valid GELF.
+        wait_until(lambda: len(_gelf(graylog, "event")) == len(users) and bool(_gelf(graylog, "decision")),
+                   "the events and the ban in Graylog", timeout=SHIP_TIMEOUT)
+        assert graylog.violations == []
+        events = _gelf(graylog, "event")
+        assert {event["_source_ip"] for event in events} == {ATTACKER}
+        assert {event["_user_name"] for event in events} == set(users)
+        [ban] = _gelf(graylog, "decision")
+        assert (ban["_decision_verdict"], ban["_rule_name"], ban["_decision_target"]) == (
+            "ban", "sshd-bruteforce", ATTACKER)
+
+        # Elasticsearch down: the records wait in the spool, and bastionctl status says so.
+        wait_until(lambda: not _sink(socket_path, "elasticsearch")["healthy"], "the sink to report the outage",
+                   timeout=SHIP_TIMEOUT)
+        assert _sink(socket_path, "elasticsearch")["depth"] >= len(users) + 1
+        assert _sink(socket_path, "graylog")["depth"] == 0
+
+        elasticsearch.come_up()
+        wait_until(lambda: _sink(socket_path, "elasticsearch")["depth"] == 0, "the backlog to drain",
+                   timeout=SHIP_TIMEOUT)
+        with elasticsearch.lock:
+            auth = list(elasticsearch.documents.get("logs-bastion.auth-demo", {}).values())
+            audit_stream = list(elasticsearch.documents.get("logs-bastion.audit-demo", {}).values())
+            templates = set(elasticsearch.templates)
+        assert len(auth) == len(users), sorted(elasticsearch.documents)
+        assert {doc["event"]["id"] for doc in auth} == {event["_event_id"] for event in events}
+        for doc in auth:
+            assert doc["data_stream"] == {"type": "logs", "dataset": "bastion.auth", "namespace": "demo"}
+            assert doc["source"]["ip"] == ATTACKER and doc["user"]["name"] in users
+            assert "authentication" in doc["event"]["category"] and doc["event"]["outcome"] == "failure"
+        bans = [doc for doc in audit_stream if doc["event"]["action"] == "ip-banned"]
+        assert bans and {doc["source"]["ip"] for doc in bans} == {ATTACKER}
+        assert {doc["rule"]["name"] for doc in bans} == {"sshd-bruteforce"}
+        assert {"logs-bastion.auth", "logs-bastion.audit"} <= templates  # what the data view logs-bastion.* reads
+
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0, daemon_log.read_text()
+        assert ELASTIC_PASSWORD not in daemon_log.read_text()
     finally:
-        stop_process(process)
-    assert not gelf.errors, gelf.errors
-    first, second = gelf.messages[:2]
-    assert first["_program"] == "sshd" and first["_facility"] == "auth" and first["level"] == 6
-    assert "198.51.100.7 port 4242" in str(first["short_message"]) and '"level":0' in str(first["short_message"])
-    assert str(second["short_message"]).startswith("Accepted publickey for demo")
-    assert all("cron" not in str(message["short_message"]) for message in gelf.messages)
+        stop_process(daemon)
+        graylog.close()
+        elasticsearch.stop()
