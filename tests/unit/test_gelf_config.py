@@ -10,9 +10,10 @@ from bastion_guard.config.yamlsrc import load_documents
 from bastion_guard.errors import ConfigProblem, Location
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.gelf_chunks import LAN_CHUNK_BYTES, WAN_CHUNK_BYTES, Compression
-from bastion_guard.shipping.gelf_config import GelfConfig, GelfError, SecretSource, Transport, parse_config
+from bastion_guard.shipping.gelf_config import GelfConfig, Transport, parse_config
 from bastion_guard.shipping.gelf_sink import build
 from bastion_guard.shipping.records import RecordKind
+from bastion_guard.shipping.secrets import SecretError, SecretRef
 
 
 def _parse(tmp_path: Path, text: str) -> tuple[GelfConfig, list[str]]:
@@ -63,7 +64,7 @@ username: bastion
 password_file: {ca}
 """)
     assert problems == []
-    assert http.password == SecretSource(ca)
+    assert http.password == SecretRef(ca)
     assert http.compression is Compression.GZIP
     lan, _ = _parse(tmp_path, "transport: udp\nhost: h\nchunk_size: lan\n")
     assert lan.chunk_bytes == LAN_CHUNK_BYTES
@@ -120,19 +121,19 @@ def test_password_is_read_at_build_time_and_never_shown(tmp_path: Path, monkeypa
     assert secret not in repr(config)
     assert secret not in repr(sink) + repr(vars(sink))
     monkeypatch.setenv("GELF_TEST_PASSWORD", "")
-    with pytest.raises(GelfError, match="environment variable GELF_TEST_PASSWORD is empty"):
+    with pytest.raises(SecretError, match="environment variable GELF_TEST_PASSWORD is empty"):
         build(config, "g")
 
 
 def test_unreadable_password_file_names_the_file(tmp_path: Path) -> None:
     """A missing secret file is a clear build error naming the file."""
     missing = tmp_path / "nope"
-    with pytest.raises(GelfError, match=f"cannot read the secret file {missing}"):
-        SecretSource(missing).read()
+    with pytest.raises(SecretError, match=f"cannot read secret file {missing}"):
+        SecretRef(missing).load()
     secret_file = tmp_path / "pass"
-    secret_file.write_text("line-one\nignored\n")
+    secret_file.write_text("  line-one\n")
     secret_file.chmod(0o600)
-    assert SecretSource(secret_file).read() == "line-one"
+    assert SecretRef(secret_file).load().reveal() == "line-one"
 
 
 def test_bulk_and_body_limit_are_http_options(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ import re
 from bastion_guard.decisions import Decision, Verdict
 from bastion_guard.shipping.base import Result
 from bastion_guard.shipping.records import Record, RecordKind, action_record, decision_record
+from bastion_guard.shipping.secrets import Secret, redact_url
 from bastion_guard.shipping.webhook import formats
 from bastion_guard.shipping.webhook.digest import build_digest
 from bastion_guard.shipping.webhook.ratelimit import TokenBucket
 from bastion_guard.shipping.webhook.routing import RecentAlerts
-from bastion_guard.shipping.webhook.secrets import Secret, redact_url
 from bastion_guard.shipping.webhook.transport import Answer, classify, parse_retry_after
 
 T0 = 1795899600.0  # 2026-11-28T21:00:00Z

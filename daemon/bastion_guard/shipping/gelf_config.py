@@ -49,6 +49,7 @@ from bastion_guard.shipping.gelf_chunks import (
     Compression,
 )
 from bastion_guard.shipping.records import RecordKind
+from bastion_guard.shipping.secrets import SecretRef, secret_ref
 
 DEFAULT_PORT = 12201  # Graylog's GELF inputs, UDP and TCP alike
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # Graylog's HTTP input max_chunk_size default: longer bodies get 413
@@ -99,30 +100,6 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class SecretSource:
-    """Where a secret lives: a file (its first line) or an environment variable. Holds no value itself."""
-
-    file: Path | None = None
-    env: str | None = None
-
-    def read(self) -> str:
-        """The secret; raise :class:`GelfError` naming the place (never the value) if missing or empty."""
-        if self.file is not None:
-            try:
-                value = self.file.read_text(encoding="utf-8").splitlines()[0] if self.file.stat().st_size else ""
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or type(error).__name__
-                raise GelfError(f"cannot read the secret file {self.file}: {reason}") from None
-            where = str(self.file)
-        else:
-            value = os.environ.get(self.env or "", "")
-            where = f"environment variable {self.env}"
-        if not value:
-            raise GelfError(f"the secret in {where} is empty")
-        return value
-
-
-@dataclass(frozen=True, slots=True)
 class GelfConfig:
     """A validated ``type: gelf`` entry."""
 
@@ -158,7 +135,7 @@ class GelfConfig:
         "sinks[].username", "`http` basic authentication (a proxy, or the input's authorization header), with "
         "`password_file` or `password_env`; needs `tls` unless the host is this machine.",
         f"{_HTTP}, tls: true, username: bastion, password_env: GRAYLOG_PASSWORD}}]"))
-    password: SecretSource | None = field(default=None, metadata=docs(
+    password: SecretRef | None = field(default=None, metadata=docs(
         KeyDoc("sinks[].password_file", "A file whose first line is the basic authentication password; read "
                "when the sink is built.",
                f"{_HTTP}, tls: true, username: bastion, password_file: /etc/bastion-guard/graylog.pass}}]"),
@@ -282,16 +259,9 @@ def _chunk_size(section: Fields, transport: Transport) -> int:
 
 def _basic_auth(
     section: Fields, transport: Transport, host: str, tls: TlsConfig | None
-) -> tuple[str | None, SecretSource | None]:
+) -> tuple[str | None, SecretRef | None]:
     username = section.get("username", str, "") or None
-    if section.has("password"):
-        section.raw("password")
-        section.problem("password", "secrets are not written inline: use password_file or password_env")
-    file = section.get("password_file", str, "")
-    env = section.get("password_env", str, "")
-    if file and env:
-        section.problem("password_env", "give password_file or password_env, not both")
-    password = SecretSource(Path(file)) if file else SecretSource(env=env) if env else None
+    password = secret_ref(section, "password")
     if username is None and password is None:
         return None, None
     if transport is not Transport.HTTP:
@@ -329,6 +299,6 @@ def _kinds(section: Fields) -> frozenset[RecordKind]:
 
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "GelfConfig", "GelfError", "SecretSource", "TlsConfig", "Transport",
+    "DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "GelfConfig", "GelfError", "TlsConfig", "Transport",
     "parse_config",
 ]

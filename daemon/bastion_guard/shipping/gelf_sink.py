@@ -61,7 +61,8 @@ class GelfSink:
 
 
 def build(config: GelfConfig, name: str) -> GelfSink:
-    """The sink for a validated entry; reads the password and TLS files now (raises ``GelfError``)."""
+    """The sink for a validated entry; reads the password and TLS files now (raises ``GelfError`` or
+    :class:`~bastion_guard.shipping.secrets.SecretError`)."""
     transport: GelfTransport
     if config.transport is Transport.UDP:
         transport = UdpTransport(config.host, config.port, config.chunk_bytes, config.compression,
@@ -71,7 +72,7 @@ def build(config: GelfConfig, name: str) -> GelfSink:
     else:
         credentials = None
         if config.username is not None and config.password is not None:
-            credentials = (config.username, config.password.read())
+            credentials = (config.username, config.password.load().reveal())
         transport = HttpTransport(config.host, config.port, config.path, timeout_secs=config.timeout_secs,
                                   tls=config.tls, compression=config.compression, credentials=credentials,
                                   bulk=config.bulk, max_body_bytes=config.max_body_bytes)

@@ -34,7 +34,7 @@ from bastion_guard.config.fielddoc import KeyDoc, doc, docs, internal
 from bastion_guard.decisions import Verdict
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.records import RecordKind
-from bastion_guard.shipping.webhook.secrets import SecretRef, secret_ref
+from bastion_guard.shipping.secrets import SecretRef, secret_ref
 
 
 class Format(enum.StrEnum):
@@ -194,7 +194,7 @@ def _is_loopback(host: str) -> bool:
 
 def _url(section: Fields, form: Format) -> tuple[str | None, SecretRef | None]:
     url = section.get("url", str, "") or None
-    ref = secret_ref(section, "url")
+    ref = secret_ref(section, "url", inline=True)
     if url and ref:
         section.problem("url", "give url, url_file or url_env, only one")
         return None, None
@@ -211,9 +211,6 @@ def _url(section: Fields, form: Format) -> tuple[str | None, SecretRef | None]:
 
 
 def _signing(section: Fields, form: Format) -> SecretRef | None:
-    if section.has("secret"):
-        section.raw("secret")
-        section.problem("secret", "secrets are not written inline: use secret_file or secret_env")
     ref = secret_ref(section, "secret", required=form is Format.GENERIC)
     if ref is not None and form is not Format.GENERIC:
         section.problem("secret_file" if ref.file else "secret_env",

@@ -29,12 +29,12 @@ from typing import Any, Protocol
 from bastion_guard.errors import BastionError
 from bastion_guard.shipping.base import Delivery, Health, Result, Sink
 from bastion_guard.shipping.records import Record, RecordKind, action_record
+from bastion_guard.shipping.secrets import Secret, SecretError, redact_url
 from bastion_guard.shipping.webhook import formats, signing
 from bastion_guard.shipping.webhook.config import Format, WebhookConfig, check_url
 from bastion_guard.shipping.webhook.digest import build_digest
 from bastion_guard.shipping.webhook.ratelimit import TokenBucket
 from bastion_guard.shipping.webhook.routing import Group, RecentAlerts, dedup_key, digest_group, selection_problem
-from bastion_guard.shipping.webhook.secrets import Secret, SecretError, redact_url
 from bastion_guard.shipping.webhook.transport import Sent, Transport
 
 log = logging.getLogger("bastiond.webhook")

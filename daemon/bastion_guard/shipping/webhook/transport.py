@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bastion_guard.shipping.base import Delivery, Health, Result
-from bastion_guard.shipping.webhook.secrets import Secret, redact_url
+from bastion_guard.shipping.secrets import Secret, redact_url
 
 _USER_AGENT = "bastion-guard-webhook/1"
 _MAX_ANSWER_BYTES = 4096  # a reason for the log; Slack answers with a short plain-text word
