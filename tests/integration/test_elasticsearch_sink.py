@@ -7,6 +7,7 @@ writes, 409 on a duplicate _id, per-item statuses. Real Elasticsearch cannot run
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import ssl
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bastion_guard.shipping.base import Result
-from bastion_guard.shipping.elasticsearch import ElasticsearchSink
+from bastion_guard.shipping.elasticsearch import ElasticsearchSink, build_elasticsearch
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
 from bastion_guard.shipping.records import Record, RecordKind, action_record
 from bastion_guard.shipping.secrets import SecretRef
@@ -204,3 +205,18 @@ def test_six_hour_outage_in_simulated_time_delivers_every_record_exactly_once(tm
     finally:
         worker.join()
         double.stop()
+
+
+def test_credentials_over_plain_http_to_another_host_are_warned_about(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Basic auth over http:// to a non-loopback host works (private networks) but is never silent; loopback is."""
+    monkeypatch.setenv("BG_TEST_ES_PASSWORD", "s3cret-value")
+    password = SecretRef(env="BG_TEST_ES_PASSWORD")
+    with caplog.at_level(logging.WARNING, logger="bastiond.shipping"):
+        build_elasticsearch(ElasticsearchConfig(hosts=("http://127.0.0.1:9200",), username="elastic",
+                                                password=password), "local").close()
+        assert not caplog.records
+        build_elasticsearch(ElasticsearchConfig(hosts=("http://es.internal:9200",), username="elastic",
+                                                password=password), "remote").close()
+    assert "over plain http" in caplog.text and "es.internal" in caplog.text
+    assert "s3cret-value" not in caplog.text

@@ -22,9 +22,11 @@ are never formatted into a message.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from elastic_transport import TransportError
@@ -34,8 +36,12 @@ from bastion_guard.shipping import ecs
 from bastion_guard.shipping.base import Delivery, Health, Result
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
 from bastion_guard.shipping.records import Record
+from bastion_guard.shipping.secrets import redact_url
 
 log = logging.getLogger("bastiond.shipping")
+# The transport logs every request at INFO ("putting on N second timeout" per retry while the cluster is
+# down): the worker already reports failures once per outage and counts every attempt in metrics.
+logging.getLogger("elastic_transport").setLevel(logging.WARNING)
 
 ILM_POLICY = "bastion-logs"
 TEMPLATE_PRIORITY = 501  # above the built-in logs-*-* template (priority 100), as Elastic advises for overrides
@@ -180,4 +186,20 @@ def _error_text(error: ApiError) -> str:
 
 def build_elasticsearch(config: ElasticsearchConfig, name: str) -> ElasticsearchSink:
     """The factory's ``build`` for ``type: elasticsearch`` (reads the secrets now)."""
+    if config.api_key is not None or config.password is not None:
+        for host in config.hosts:
+            parts = urlsplit(host)
+            if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+                # Allowed (a private demo network, a cluster behind a TLS-terminating sidecar) but never quiet.
+                log.warning("sink %s sends credentials to %s over plain http: use https:// and ca_file", name,
+                            redact_url(host))
     return ElasticsearchSink(config, name)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
