@@ -315,10 +315,10 @@ fn connection(body: &[u8], preauth: bool) -> Option<Shape<'_>> {
     if let Some(rest) = body.strip_prefix(b"Connection from ") {
         return connection_from(rest);
     }
-    let (how, rest) = if let Some(rest) = body.strip_prefix(b"Connection closed by ") {
-        (&body[11..17], rest)
+    let (how, rest): (&[u8], &[u8]) = if let Some(rest) = body.strip_prefix(b"Connection closed by ") {
+        (b"closed", rest)
     } else {
-        (&body[11..16], body.strip_prefix(b"Connection reset by ")?)
+        (b"reset", body.strip_prefix(b"Connection reset by ")?)
     };
     for state in [&b"invalid"[..], b"authenticating"] {
         if let Some(after) = rest.strip_prefix(state).and_then(|after| after.strip_prefix(b" user ")) {

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bastion_guard.events import Event
@@ -204,6 +204,7 @@ _REAL = [line for line in _generated_log("rfc3339", 400, 11).split(b"\n") if lin
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
+@example(b"2026-11-28T20:03:14.637159+00:00 bastion sshd[1]: Connection re")  # once a panic (caught)
 def test_arbitrary_bytes_never_fail_and_match(data: bytes) -> None:
     _assert_same_results(data)
 

@@ -22,6 +22,7 @@ from bastion_guard.native.chunks import (
     SWEEP,
     BlockText,
     ChunkParser,
+    build_engine_event,
     build_event,
 )
 from bastion_guard.native.context import NativeContext
@@ -117,7 +118,7 @@ def replay_stream_native(
             for record in records:
                 code = record[2]
                 if code < OTHER_PROGRAM:
-                    found = feed(build_event(record, texts, name, count + record[26] + 1))
+                    found = feed(build_engine_event(record, texts, name, count + record[26] + 1))
                     if found:
                         decisions.extend(found)
                 elif code == SWEEP:

@@ -34,6 +34,9 @@ from bastion_guard.rules.window import (
 _NO_DECISIONS: tuple[Decision, ...] = ()
 _SWEEP_INTERVAL_SECS = 60.0
 SWEEP_INTERVAL_SECS = _SWEEP_INTERVAL_SECS  # what sweep() adds to its epoch for the next one (see next_sweep)
+# Every Event field the engine reads (and so every field its decisions can depend on). The native replay
+# builds its events with only these; tests/unit/test_engine_fields.py holds the engine to this list.
+ENGINE_FIELDS = frozenset({"epoch", "kind", "ip", "user", "pid", "repeat", "source", "position"})
 _DEFAULT_MAX_KEYS = 2_000_000
 _PREFIX_CACHE_LIMIT = 1 << 16
 
