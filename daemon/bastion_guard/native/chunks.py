@@ -26,6 +26,9 @@ COUNT_SLOTS = (SWEEP + 1) * 3  # records::COUNT_SLOTS: code * 3 + outcome
 ARENA = 1 << 48
 # The record as struct sees it: the epoch (field 4) is a double, everything else int64.
 RECORD = struct.Struct("<4qd22q")
+# The fields the replay reads, the others skipped as padding: start, end, code, outcome, epoch, pid, ip
+# (2), port, user (2), line index. Unpacking 13 fields instead of 27 is measurably cheaper per record.
+ENGINE_RECORD = struct.Struct("<4qd40x6q80xq")
 _RECORDS_PER_CALL = 4096
 _ARENA_PER_RECORD = 256  # as ARENA_PER_LINE in records.rs
 
@@ -84,9 +87,12 @@ class ChunkParser:
         self.counts = (ctypes.c_int64 * COUNT_SLOTS)()
         self._result = (ctypes.c_int64 * 4)()
 
-    def parse(self, block: bytes, start: int, next_sweep: float = float("inf"), interval: float = 0.0) -> Parsed:
-        """Records for the lines of ``block`` from byte ``start``; the sweep clock is ``Engine.next_sweep``
-        and ``SWEEP_INTERVAL_SECS`` (the defaults: no sweep markers)."""
+    def parse(
+        self, block: bytes, start: int, next_sweep: float = float("inf"), interval: float = 0.0,
+        layout: struct.Struct = RECORD,
+    ) -> Parsed:
+        """Records for the lines of ``block`` from byte ``start``, unpacked with ``layout``; the sweep clock
+        is ``Engine.next_sweep`` and ``SWEEP_INTERVAL_SECS`` (the defaults: no sweep markers)."""
         status = self._dll.bgn_parse(
             self._handle, block, len(block), start, self._records, _RECORDS_PER_CALL, self._arena,
             len(self._arena), self._counted, len(self._counted), self._all_lines, next_sweep, interval,
@@ -96,7 +102,7 @@ class ChunkParser:
             raise NativeError("bgn_parse failed")
         next_start, count, used, lines = self._result
         arena = ctypes.string_at(self._arena, used).decode("ascii") if used else ""
-        return Parsed(next_start, lines, RECORD.iter_unpack(self._view[: count * RECORD.size]), arena)
+        return Parsed(next_start, lines, layout.iter_unpack(self._view[: count * RECORD.size]), arena)
 
 
 def build_event(record: Record, block: BlockText, source: str, position: int) -> Event:
@@ -134,13 +140,11 @@ def build_event(record: Record, block: BlockText, source: str, position: int) ->
 
 
 def build_engine_event(record: Record, block: BlockText, source: str, position: int) -> Event:
-    """The :class:`Event` of an event record with only the fields the rules engine reads
-    (:data:`bastion_guard.rules.engine.ENGINE_FIELDS`); the others are left empty.
-
-    For the replay, whose events go to the engine and nowhere else: two slices instead of eight.
+    """The :class:`Event` of an event record unpacked with :data:`ENGINE_RECORD`, with only the fields the
+    rules engine reads (:data:`bastion_guard.rules.engine.ENGINE_FIELDS`; outcome and port are cheap and
+    kept); the others are left empty. For the replay, whose events go to the engine and nowhere else.
     """
-    epoch, code, outcome, pid = record[4], record[2], record[3], record[10]  # outcome and port: cheap, kept
-    ip_start, ip_end, port, user_start, user_end = record[11:16]
+    _start, _end, code, outcome, epoch, pid, ip_start, ip_end, port, user_start, user_end, _index = record
     text, arena, kinds = block
     return _new_tuple(
         Event,

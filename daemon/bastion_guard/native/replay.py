@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from bastion_guard.events import Event, Kind
 from bastion_guard.native.chunks import (
+    ENGINE_RECORD,
     NOISE,
     OTHER_PROGRAM,
     OUTCOMES,
@@ -113,18 +114,20 @@ def replay_stream_native(
         start = 0
         end_of_block = len(block)
         while start <= end_of_block:
-            start, lines, records, arena = parse_chunk(block, start, engine.next_sweep, SWEEP_INTERVAL_SECS)
+            start, lines, records, arena = parse_chunk(
+                block, start, engine.next_sweep, SWEEP_INTERVAL_SECS, ENGINE_RECORD
+            )
             texts = BlockText(text, arena, kinds)
             for record in records:
                 code = record[2]
                 if code < OTHER_PROGRAM:
-                    found = feed(build_engine_event(record, texts, name, count + record[26] + 1))
+                    found = feed(build_engine_event(record, texts, name, count + record[-1] + 1))
                     if found:
                         decisions.extend(found)
                 elif code == SWEEP:
                     advance(record[4])
                 else:  # PYTHON: always the last record of a call
-                    number = count + record[26] + 1
+                    number = count + record[-1] + 1
                     line = decode(block[record[0] : record[1]])
                     result = parse(line, name, number)
                     if isinstance(result, Event):
