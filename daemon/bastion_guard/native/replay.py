@@ -1,7 +1,7 @@
 """The detection path of :mod:`bastion_guard.replay` with the native parser in front.
 
 Same input, same report, same decisions as :func:`bastion_guard.replay.replay_stream`, which stays the
-reference (``tests/unit/test_native_equivalence.py`` checks both on whole logs). Per line the work left
+reference (``tests/unit/test_native.py`` checks both on whole logs). Per line the work left
 in Python is nothing for most lines: the library counts them, and returns records only for events of
 the kinds a rule counts (built into :class:`Event` and fed), for the points where another event moves
 the engine's sweep clock (:meth:`Engine.advance`), and for lines it hands back, which
@@ -39,9 +39,6 @@ _UNMATCHED_SAMPLES = 50  # as replay.py
 # back costs more than it saves: such a stream runs on the Python parser alone.
 _MIN_NATIVE_SHARE = 0.5
 _SNIFF_BYTES = 1 << 16
-
-ReplayFunction = Callable[[BinaryIO, str, float, RuleSet, Callable[[int], None] | None], Report]
-
 
 def native_share(library: NativeLibrary, sample: bytes) -> float:
     """The share of the whole lines in ``sample`` the library parses without Python (own context)."""
@@ -109,7 +106,7 @@ def replay_stream_native(
     parse_chunk = chunks.parse
     unmatched_status = LineStatus.UNMATCHED
     count = 0  # lines before the current call
-    for offset, block, _complete in iter_blocks(stream):
+    for offset, block, complete in iter_blocks(stream):
         text = block.decode("latin-1")  # character offsets = byte offsets; native lines are ASCII
         start = 0
         end_of_block = len(block)
@@ -142,7 +139,7 @@ def replay_stream_native(
                             unmatched.append((number, line))
             count += lines
         if progress is not None:
-            progress(offset + len(block))
+            progress(offset + len(block) + complete)  # the offset after the block, as replay_stream reports
     _add_native_counts(report, list(chunks.counts), kinds)
     report.lines = count
     report.rule_stats = engine.stats
