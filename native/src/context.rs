@@ -60,7 +60,7 @@ pub struct Context {
     // (the key was re-inserted or forgotten) and is skipped. Compacted when stale items pile up.
     order: VecDeque<(u64, Key)>,
     next_serial: u64,
-    hosts: HashMap<Vec<u8>, u64>,
+    hosts: HashMap<Vec<u8>, u64, Fx>,
     // u64: at a million new names a second, 584,000 years before it could wrap
     next_host: u64,
 }
@@ -72,7 +72,7 @@ impl Context {
             entries: HashMap::default(),
             order: VecDeque::new(),
             next_serial: 0,
-            hosts: HashMap::new(),
+            hosts: HashMap::default(),
             next_host: 0,
         }
     }
@@ -100,18 +100,25 @@ impl Context {
     }
 
     pub fn remember(&mut self, key: Key, ip: &[u8], port: Option<i64>, epoch: f64) {
-        let mut port = port;
-        if let Some(previous) = self.entries.remove(&key) {
-            if port.is_none() && previous.ip == ip {
-                port = previous.port; // pam_unix's rhost= has no port: keep the one sshd logged before
-            }
-        } else if self.entries.len() >= self.capacity {
-            self.evict_oldest();
-        }
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.order.push_back((serial, key));
-        self.entries.insert(key, Entry { ip: ip.to_vec(), port, epoch, serial });
+        if let Some(entry) = self.entries.get_mut(&key) {
+            self.order.push_back((serial, key));
+            // Re-inserted at the young end: the new serial is its place in `order`.
+            if !(port.is_none() && entry.ip == ip) {
+                entry.port = port; // else pam_unix's rhost= (no port): keep the one sshd logged before
+                entry.ip.clear();
+                entry.ip.extend_from_slice(ip);
+            }
+            entry.epoch = epoch;
+            entry.serial = serial;
+        } else {
+            if self.entries.len() >= self.capacity {
+                self.evict_oldest(); // before this key's place is queued: it is not an entry yet
+            }
+            self.order.push_back((serial, key));
+            self.entries.insert(key, Entry { ip: ip.to_vec(), port, epoch, serial });
+        }
         if self.order.len() > 4 * self.capacity + 64 {
             self.compact();
         }

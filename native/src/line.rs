@@ -38,8 +38,10 @@ pub enum Verdict<'a> {
     Python,
 }
 
+/// `line` holds neither `\n` nor `\r` and is ASCII (the caller has checked, see `text::line_end`).
 pub fn process<'a>(context: &mut Context, line: &'a [u8]) -> Verdict<'a> {
-    if line.len() > MAX_LINE_CHARS || !line.is_ascii() || line.contains(&b'\r') {
+    debug_assert!(line.is_ascii() && !line.contains(&b'\r'));
+    if line.len() > MAX_LINE_CHARS {
         return Verdict::Python;
     }
     let Some(envelope) = envelope::read(line) else {

@@ -104,8 +104,8 @@ pub fn parse_chunk(
         if (count + 1) * FIELDS > records.len() || writer.used + ARENA_PER_LINE > writer.arena.len() {
             break;
         }
-        let end = chunk[position..].iter().position(|&byte| byte == b'\n').map_or(chunk.len(), |at| position + at);
-        let verdict = line::process(context, &chunk[position..end]);
+        let (end, suspect) = crate::text::line_end(chunk, position);
+        let verdict = if suspect { Verdict::Python } else { line::process(context, &chunk[position..end]) };
         let index = lines as i64;
         lines += 1;
         let line_start = position;

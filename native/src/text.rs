@@ -64,3 +64,49 @@ pub fn count(haystack: &[u8], needle: &[u8]) -> usize {
     }
     total
 }
+
+/// What the line starting at `start` needs checked before anything else: where it ends (the next `\n`
+/// or the end of `chunk`), and whether it holds a `\r` or a non-ASCII byte. One pass, eight bytes at a
+/// time (the classic "has a zero byte" bit trick on `u64` words, no `unsafe`).
+pub fn line_end(chunk: &[u8], start: usize) -> (usize, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut at = start;
+    let mut suspect = false; // a \r or a byte >= 0x80 seen
+    while at + 8 <= chunk.len() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&chunk[at..at + 8]);
+        let word = u64::from_le_bytes(bytes);
+        if has_zero(word ^ (ONES * u64::from(b'\n'))) != 0 {
+            break; // the newline is in this word: finished byte by byte below
+        }
+        suspect |= word & HIGHS != 0 || has_zero(word ^ (ONES * u64::from(b'\r'))) != 0;
+        at += 8;
+    }
+    while at < chunk.len() && chunk[at] != b'\n' {
+        suspect |= chunk[at] == b'\r' || chunk[at] >= 0x80;
+        at += 1;
+    }
+    (at, suspect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_end;
+
+    #[test]
+    fn finds_line_ends_and_suspect_bytes() {
+        let chunk = b"0123456789abcdef\nshort\nwith\rcr in a long line\nend\xff";
+        assert_eq!(line_end(chunk, 0), (16, false));
+        assert_eq!(line_end(chunk, 17), (22, false));
+        assert_eq!(line_end(chunk, 23), (45, true));
+        assert_eq!(line_end(chunk, 46), (chunk.len(), true));
+        assert_eq!(line_end(chunk, chunk.len()), (chunk.len(), false));
+        for start in 0..=chunk.len() {
+            let end = chunk[start..].iter().position(|&b| b == b'\n').map_or(chunk.len(), |at| start + at);
+            let suspect = chunk[start..end].iter().any(|&b| b == b'\r' || b >= 0x80);
+            assert_eq!(line_end(chunk, start), (end, suspect), "start {start}");
+        }
+    }
+}
