@@ -66,11 +66,6 @@ class _Rule:
     windows: dict[str, Window] = field(default_factory=dict)
     quiet: dict[str, float] = field(default_factory=dict)  # alert rules: key -> silent until (event time)
     stats: RuleStats = field(default_factory=RuleStats)
-    # While every event this rule counted came in time order, ``windows`` is kept in the order of each
-    # window's last entry (a counted key moves to the young end), so sweep() stops at the first window
-    # still in time instead of visiting all of them; one event out of order ends that for good.
-    in_order: bool = True
-    last_epoch: float = float("-inf")
 
 
 def _passes_filters(rule: _Rule, event: Event) -> bool:
@@ -184,15 +179,7 @@ class Engine:
         for rule in self._rules:
             cutoff = now - rule.spec.window_secs
             windows = rule.windows
-            newest = -rule.stride  # index of the last entry's epoch
-            if rule.in_order:
-                stale = []
-                for key, entries in windows.items():
-                    if entries[newest] >= cutoff:
-                        break  # ordered by last entry: every later window is in time too
-                    stale.append(key)
-            else:
-                stale = [key for key, entries in windows.items() if entries[newest] < cutoff]
+            stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]
             for key in stale:
                 del windows[key]
             quiet = rule.quiet
@@ -233,10 +220,6 @@ class Engine:
         spec = rule.spec
         mode = spec.count_mode
         epoch = event.epoch
-        if epoch >= rule.last_epoch:
-            rule.last_epoch = epoch
-        else:
-            rule.in_order = False
         if mode is CountMode.EVENTS:
             entry: tuple[float, ...] = (epoch, reference)
         elif mode is CountMode.CONNECTIONS:
@@ -255,9 +238,6 @@ class Engine:
                 _forget_user(window, entry[2])
             window.extend(entry)
             trim(window, stride, epoch - spec.window_secs)
-            if rule.in_order:  # to the young end: see _Rule.in_order
-                del windows[key]
-                windows[key] = window
         entries = len(window) // stride
         reached = distinct_values(window, stride, 2) if mode is CountMode.DISTINCT_USERS else entries
         if reached + event.repeat - 1 < spec.count:
@@ -280,19 +260,12 @@ class Engine:
                 ban.target, None, ban.user, source=f"ban:{ban.rule}", position=0,
             )
             reference = pack(0, self._source_index(synthetic.source))
-            if ban.epoch >= rule.last_epoch:
-                rule.last_epoch = ban.epoch
-            else:
-                rule.in_order = False
             window = rule.windows.get(ban.target)
             if window is None:
                 window = rule.windows[ban.target] = new_window((ban.epoch, reference))
             else:
                 window.extend((ban.epoch, reference))
                 trim(window, 2, ban.epoch - rule.spec.window_secs)
-                if rule.in_order:  # to the young end: see _Rule.in_order
-                    del rule.windows[ban.target]
-                    rule.windows[ban.target] = window
             rule.stats.events += 1
             if len(window) // 2 < rule.spec.count:
                 continue
@@ -404,8 +377,7 @@ class Engine:
         return index
 
     def _enforce_cap(self, rule: _Rule) -> None:
-        """Keep memory bounded under any input: past ``max_keys``, forget the first tenth of the table (the
-        least recently counted keys while the rule is in order, see ``_Rule.in_order``; else the oldest)."""
+        """Keep memory bounded under any input: past ``max_keys``, forget the oldest tenth."""
         table = rule.windows
         if len(table) > self._max_keys:
             for key in list(table)[: len(table) // 10]:
