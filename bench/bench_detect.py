@@ -7,7 +7,11 @@ file in the page cache:
 * floor 1: iterate the file's lines in binary mode and count them (the cost of reading at all);
 * floor 2: the same loop, decoding each line and running one precompiled sshd regex ``search`` on it
   (what a single-pattern Python filter costs);
-* ours: ``bastion_guard.replay.replay_file(path, ruleset)`` with the repository's ``rules/``.
+* ours (python): ``bastion_guard.replay.replay_file(path, ruleset)`` with the repository's ``rules/``, the
+  pure-Python reference path;
+* ours (native): the same through ``bastion_guard.native.replay_stream_native``, the Rust hot path, when
+  the library is built (otherwise the row says why not). Both run in the same process and hour as the
+  floors, interleaved run by run.
 
 Each is timed ``--repeat`` times with ``time.perf_counter``; the best run counts. Results go to stdout and
 ``bench/out/detect.json``. Nothing here asserts a time: the numbers are for reading, not for CI.
@@ -94,21 +98,57 @@ def input_file(args: argparse.Namespace) -> Path:
     return path
 
 
+OURS_PYTHON = "ours (python): parse + rules"
+OURS_NATIVE = "ours (native): parse + rules"
+
+
 def measure_ours(path: Path, rules: Path, repeat: int, lines: int) -> dict[str, Any]:
-    """Time ``replay_file`` or explain why it cannot run yet."""
+    """Time both detection paths, run by run interleaved, or explain why one cannot run."""
     api = common.load_detection_api()
     if isinstance(api, str):
         return {"status": api}
     t0 = time.perf_counter()
     ruleset = api.load_rules(rules)
     load_s = time.perf_counter() - t0
-    timing, report = best_of("ours: replay_file (parse + rules)", lambda: api.replay_file(path, ruleset), repeat, lines)
+    from bastion_guard.native import load, replay_stream_native  # noqa: PLC0415
+
+    library, description = load()
+    paths: dict[str, Callable[[], Any]] = {OURS_PYTHON: lambda: api.replay_file(path, ruleset)}
+    if library is not None:
+
+        def native() -> Any:
+            with path.open("rb") as stream:
+                return replay_stream_native(stream, str(path), path.stat().st_mtime, ruleset, library=library)
+
+        paths[OURS_NATIVE] = native
+    runs: dict[str, list[float]] = {name: [] for name in paths}
+    reports: dict[str, Any] = {}
+    for _ in range(repeat):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            reports[name] = fn()
+            runs[name].append(time.perf_counter() - start)
+    timings = {name: Timing(name, min(times), times, lines) for name, times in runs.items()}
+    same = None
+    if library is not None:
+        python, native_report = reports[OURS_PYTHON], reports[OURS_NATIVE]
+        same = (python.decisions, python.events_by_kind, python.statuses) == (
+            native_report.decisions, native_report.events_by_kind, native_report.statuses
+        )
     return {
         "status": "ok",
-        "timing": timing,
+        "timings": timings,
+        "native": description,
+        "same_report": same,
         "load_rules_s": load_s,
-        "report": common.summarize_report(report),
+        "report": common.summarize_report(reports[OURS_PYTHON]),
     }
+
+
+def best_ours(ours: dict[str, Any]) -> Timing:
+    """The faster of the paths measured (native when built)."""
+    timings: dict[str, Timing] = ours["timings"]
+    return timings.get(OURS_NATIVE, timings[OURS_PYTHON])
 
 
 def ratio_text(ours: float, floor: float) -> str:
@@ -124,17 +164,18 @@ def print_table(path: Path, size: int, timings: list[Timing], ours: dict[str, An
     lines = timings[0].lines
     print(f"input: {path}  ({lines:,} lines, {size / 1e6:.1f} MB)")
     print(f"{'path':<40} {'best s':>9} {'lines/s':>12}   runs (s)")
-    rows = [*timings, ours["timing"]] if ours["status"] == "ok" else timings
+    rows = [*timings, *ours["timings"].values()] if ours["status"] == "ok" else timings
     for t in rows:
         runs = " ".join(f"{r:.3f}" for r in t.runs_s)
         print(f"{t.name:<40} {t.best_s:>9.3f} {t.lines_per_s:>12,.0f}   {runs}")
     if ours["status"] != "ok":
-        print(f"{'ours: replay_file (parse + rules)':<40} {ours['status']}")
+        print(f"{OURS_PYTHON:<40} {ours['status']}")
         return
-    o, f1, f2 = ours["timing"].lines_per_s, timings[0].lines_per_s, timings[1].lines_per_s
+    f1, f2 = timings[0].lines_per_s, timings[1].lines_per_s
     print(f"load_rules: {ours['load_rules_s']:.3f} s (not in the timed runs); report: {ours['report']}")
-    print(f"ours/floor2 = {ratio_text(o, f2)}")
-    print(f"ours/floor1 = {ratio_text(o, f1)}")
+    print(f"native library: {ours['native']}; same report on both paths: {ours['same_report']}")
+    for name, timing in ours["timings"].items():
+        print(f"{name}: /floor2 = {ratio_text(timing.lines_per_s, f2)}; /floor1 = {ratio_text(timing.lines_per_s, f1)}")
 
 
 def print_reference(ours_lps: float | None, floor2_lps: float) -> dict[str, Any]:
@@ -169,15 +210,17 @@ def to_json(
     results: dict[str, Any] = {t.name: {**asdict(t), "lines_per_s": t.lines_per_s} for t in timings}
     ratios: dict[str, float | None] = {"ours_over_floor2": None, "ours_over_floor1": None}
     if ours["status"] == "ok":
-        t = ours["timing"]
-        results[t.name] = {**asdict(t), "lines_per_s": t.lines_per_s, "load_rules_s": ours["load_rules_s"]}
-        results[t.name]["report"] = ours["report"]
+        for t in ours["timings"].values():
+            results[t.name] = {**asdict(t), "lines_per_s": t.lines_per_s, "load_rules_s": ours["load_rules_s"]}
+        results[OURS_PYTHON]["report"] = ours["report"]
+        results["native"] = {"library": ours["native"], "same_report": ours["same_report"]}
+        t = best_ours(ours)
         ratios = {
             "ours_over_floor2": t.lines_per_s / timings[1].lines_per_s,
             "ours_over_floor1": t.lines_per_s / timings[0].lines_per_s,
         }
     else:
-        results["ours: replay_file (parse + rules)"] = {"status": ours["status"]}
+        results[OURS_PYTHON] = {"status": ours["status"]}
     return {
         "benchmark": "detect",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -222,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = measure_ours(path, args.rules, args.repeat, lines)
     print_table(path, size, [t1, t2], ours)
     print(f"(floor 2 matched {hits:,} 'Failed password' lines)")
-    ours_lps = ours["timing"].lines_per_s if ours["status"] == "ok" else None
+    ours_lps = best_ours(ours).lines_per_s if ours["status"] == "ok" else None
     data = to_json(args, path, size, [t1, t2], ours)
     data["floor2_hits"] = hits
     data["reference"] = {"note": "reference, not measured here", **print_reference(ours_lps, t2.lines_per_s)}

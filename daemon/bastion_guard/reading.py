@@ -62,6 +62,18 @@ def iter_batches(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[tuple
             yield offset, [decode(piece) for piece in (block.split(b"\n") if complete else (block,))]
 
 
+def iter_blocks(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> Iterator[tuple[int, bytes, bool]]:
+    """The raw runs :func:`iter_batches` decodes: ``(byte offset of the block, block, complete)``.
+
+    A complete block holds whole lines separated by ``\n`` (the last one without it); an incomplete one
+    is the final line of the stream, which had no newline. For the native parser, which takes bytes.
+    """
+    offset = 0
+    for block, complete in _blocks(stream, chunk_bytes):
+        yield offset, block, complete
+        offset += len(block) + complete
+
+
 def _blocks(stream: BinaryIO, chunk_bytes: int) -> Iterator[tuple[bytes, bool]]:
     """Runs of whole lines, each without its last newline, and ``True``; then an unterminated tail and
     ``False``. The one place that decides where lines end."""

@@ -34,6 +34,7 @@ class Report:
     unmatched: list[tuple[int, str]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     rule_stats: dict[str, RuleStats] = field(default_factory=dict)
+    parser: str = "python"  # which parser read the lines: "python" or "native (...)", with the reason
 
     @property
     def unmatched_total(self) -> int:

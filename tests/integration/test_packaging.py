@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import tarfile
 import venv
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ ANALYZE = shutil.which("systemd-analyze")
 MAKE = shutil.which("make")
 TOP_LEVEL_IGNORED = {".venv", ".git", "state", "build", "dist", "bench"}  # only at the top: there is a package "state"
 ANYWHERE_IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-                                          ".hypothesis")
+                                          ".hypothesis", "target", "_native*.so")  # the native library is rebuilt
+CARGO = shutil.which("cargo")
 
 
 def _copy_ignore(directory: str, names: list[str]) -> set[str]:
@@ -81,6 +83,33 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
                                capture_output=True, text=True, check=False, timeout=300)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     yield Release(sdist, wheel, fresh)
+
+
+@pytest.mark.skipif(CARGO is None, reason="cargo is not installed: the wheel is built without the native parser")
+def test_wheel_carries_the_native_parser(release: Release) -> None:
+    """With Rust installed, the wheel ships the native library and the installed package loads it."""
+    loaded = release.run("python", "-c", "from bastion_guard.native import load; print(load()[1])")
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.startswith("native ("), loaded.stdout
+
+
+def test_wheel_builds_and_runs_without_rust(tmp_path: Path) -> None:
+    """The native library is optional: with no cargo on PATH the wheel still builds, without it."""
+    if importlib.util.find_spec("build") is None:
+        pytest.skip("the 'build' package is not installed (pip install -e '.[test]')")
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=_copy_ignore, symlinks=True)
+    no_rust = ":".join(part for part in os.environ.get("PATH", "").split(":")
+                       if part and not (Path(part) / "cargo").exists())
+    env = {**os.environ, "PATH": no_rust}
+    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, check=False, timeout=600, env=env)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "bastion_guard/native/replay.py" in names
+    assert not [name for name in names if "_native" in name], names
 
 
 def test_wheel_is_imported_from_the_fresh_venv(release: Release) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from bastion_guard.cli.common import EXIT_OK, fail, open_log
 from bastion_guard.events import Event
-from bastion_guard.parsing import LineParser
+from bastion_guard.native import choose_path, iter_results
+from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.reading import iter_lines
 
 _OPTIONAL_FIELDS = (
@@ -55,17 +57,27 @@ def event_record(number: int, event: Event) -> dict[str, Any]:
     return record
 
 
+def _results(stream: BinaryIO, name: str, reference: float) -> Iterator[tuple[int, Event | LineStatus]]:
+    """``(line number, result)`` per line, positions being byte offsets: natively when the library is
+    built and suits the log (:func:`bastion_guard.native.choose_path`), else with :class:`LineParser`."""
+    library, _description = choose_path(stream)
+    if library is not None:
+        yield from iter_results(stream, name, reference, library)
+        return
+    parser = LineParser(reference)
+    for line in iter_lines(stream):
+        yield line.number, parser.parse(line.text, name, line.offset)
+
+
 def run(args: argparse.Namespace) -> int:
     """Parse ``args.file`` and write JSON lines to standard output."""
     try:
         with open_log(args.file) as (stream, reference, name):
-            parser = LineParser(reference)
             write = sys.stdout.write
             dumps = json.dumps
-            for line in iter_lines(stream):
-                result = parser.parse(line.text, name, line.offset)
+            for number, result in _results(stream, name, reference):
                 if isinstance(result, Event):
-                    write(dumps(event_record(line.number, result), ensure_ascii=False) + "\n")
+                    write(dumps(event_record(number, result), ensure_ascii=False) + "\n")
     except OSError as error:
         return fail(f"cannot read {args.file}: {error.strerror or error}")
     except BrokenPipeError:

@@ -20,7 +20,8 @@ from bastion_guard.decisions import Decision
 from bastion_guard.defaults import default_rules_dir
 from bastion_guard.durations import format_duration
 from bastion_guard.errors import ConfigError
-from bastion_guard.replay import Report, replay_stream
+from bastion_guard.native import replay_auto
+from bastion_guard.replay import Report
 from bastion_guard.rules import load_rules
 
 _SHOWN_UNMATCHED = 10
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with open_log(args.logfile) as (stream, reference, name):
             progress = None if args.no_progress else _progress_bar(stream.fileno(), sys.stderr)
-            report = replay_stream(stream, name, reference, ruleset, progress)
+            report = replay_auto(stream, name, reference, ruleset, progress)
             if progress is not None:
                 progress(-1)
     except OSError as error:
@@ -113,6 +114,7 @@ def _as_json(report: Report, elapsed: float, rules: str) -> dict[str, Any]:
         "rules": rules,
         "lines": report.lines,
         "seconds": round(elapsed, 3),
+        "parser": report.parser,
         "events": sum(report.events_by_kind.values()),
         "events_by_kind": dict(sorted(report.events_by_kind.items())),
         "events_by_outcome": dict(sorted(report.events_by_outcome.items())),
@@ -132,8 +134,10 @@ def _print_human(report: Report, elapsed: float, rules: str, out: TextIO) -> Non
     print(f"Log:    {report.source}", file=out)
     print(f"Rules:  {rules}", file=out)
     print(f"Lines:  {report.lines:,} read in {elapsed:.2f} s ({rate:,.0f} lines/s)", file=out)
+    print(f"Parser: {report.parser}", file=out)
     print(f"Events: {sum(report.events_by_kind.values()):,}", file=out)
-    for kind, count in report.events_by_kind.most_common():
+    # By count, then name: the same order whichever parser filled the counter.
+    for kind, count in sorted(report.events_by_kind.items(), key=lambda item: (-item[1], item[0])):
         print(f"  {kind:<24} {count:>10,}", file=out)
     print("Lines without an event:", file=out)
     for status, count in sorted(report.statuses.items()):

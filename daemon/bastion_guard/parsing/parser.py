@@ -54,7 +54,9 @@ class LineParser:
     """Parse the lines of one log source, in order.
 
     ``reference`` anchors the year of traditional stamps (see :mod:`.timestamps`) and stands in for the
-    time of lines that carry none (``sshd -E`` output, journal short format).
+    time of lines that carry none (``sshd -E`` output, journal short format). ``context`` replaces the
+    parser's own connection context: the native hot path (:mod:`bastion_guard.native`) passes the one it
+    shares with this parser, so lines parsed on either side see one history.
     """
 
     __slots__ = ("_context", "_envelopes", "_times", "parse")
@@ -63,10 +65,12 @@ class LineParser:
     # ``parse(line, source="", position=0)``. An attribute rather than a method: see _make_parse().
     parse: ParseFunction
 
-    def __init__(self, reference: float, zone: tzinfo | None = None) -> None:
+    def __init__(
+        self, reference: float, zone: tzinfo | None = None, context: ConnectionContext | None = None
+    ) -> None:
         self._times = TimestampReader(reference, zone)
         self._envelopes = EnvelopeReader(self._times)
-        self._context = ConnectionContext()
+        self._context = ConnectionContext() if context is None else context
         self.parse = self._make_parse()
 
     def advance_clock(self, epoch: float) -> None:

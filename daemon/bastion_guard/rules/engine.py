@@ -33,6 +33,10 @@ from bastion_guard.rules.window import (
 
 _NO_DECISIONS: tuple[Decision, ...] = ()
 _SWEEP_INTERVAL_SECS = 60.0
+SWEEP_INTERVAL_SECS = _SWEEP_INTERVAL_SECS  # what sweep() adds to its epoch for the next one (see next_sweep)
+# Every Event field the engine reads (and so every field its decisions can depend on). The native replay
+# builds its events with only these; tests/unit/test_engine_fields.py holds the engine to this list.
+ENGINE_FIELDS = frozenset({"epoch", "kind", "ip", "user", "pid", "repeat", "source", "position"})
 _DEFAULT_MAX_KEYS = 2_000_000
 _PREFIX_CACHE_LIMIT = 1 << 16
 
@@ -113,6 +117,25 @@ class Engine:
     def stats(self) -> dict[str, RuleStats]:
         """Counters per rule name."""
         return {rule.spec.name: rule.stats for rule in self._rules}
+
+    @property
+    def counted_kinds(self) -> frozenset[Kind]:
+        """The kinds :meth:`feed` does more with than :meth:`advance`: an event of any other kind only
+        moves the sweep clock, so a caller holding it in another form may call :meth:`advance` instead."""
+        kinds = set(self._by_kind)
+        if self._resetting:
+            kinds.add(Kind.AUTH_SUCCESS)
+        return frozenset(kinds)
+
+    @property
+    def next_sweep(self) -> float:
+        """The event time from which the next event sweeps: ``now + SWEEP_INTERVAL_SECS`` of the last sweep."""
+        return self._next_sweep
+
+    def advance(self, epoch: float) -> None:
+        """What :meth:`feed` does for an event of a kind outside :attr:`counted_kinds` at ``epoch``."""
+        if epoch >= self._next_sweep:
+            self.sweep(epoch)
 
     @property
     def tracked_keys(self) -> int:

@@ -1,0 +1,190 @@
+"""The detection path of :mod:`bastion_guard.replay` with the native parser in front.
+
+Same input, same report, same decisions as :func:`bastion_guard.replay.replay_stream`, which stays the
+reference (``tests/unit/test_native.py`` checks both on whole logs). Per line the work left
+in Python is nothing for most lines: the library counts them, and returns records only for events of
+the kinds a rule counts (built into :class:`Event` and fed), for the points where another event moves
+the engine's sweep clock (:meth:`Engine.advance`), and for lines it hands back, which
+:class:`LineParser` parses at their place in the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from bastion_guard.events import Event, Kind
+from bastion_guard.native.chunks import (
+    ENGINE_RECORD,
+    NOISE,
+    OTHER_PROGRAM,
+    OUTCOMES,
+    PYTHON,
+    SWEEP,
+    BlockText,
+    ChunkParser,
+    build_engine_event,
+    build_event,
+)
+from bastion_guard.native.context import NativeContext
+from bastion_guard.native.library import NativeLibrary, load
+from bastion_guard.parsing import LineParser, LineStatus
+from bastion_guard.reading import decode, iter_blocks
+from bastion_guard.replay import Report, replay_stream
+from bastion_guard.rules import Engine, RuleSet
+from bastion_guard.rules.engine import SWEEP_INTERVAL_SECS
+
+_UNMATCHED_SAMPLES = 50  # as replay.py
+# Below this share of lines the library parses itself (a traditional-stamp log, for one), handing lines
+# back costs more than it saves: such a stream runs on the Python parser alone.
+_MIN_NATIVE_SHARE = 0.5
+_SNIFF_BYTES = 1 << 16
+
+def native_share(library: NativeLibrary, sample: bytes) -> float:
+    """The share of the whole lines in ``sample`` the library parses without Python (own context)."""
+    cut = sample.rfind(b"\n")
+    if cut <= 0:
+        return 0.0
+    block = sample[:cut]
+    chunks = ChunkParser(library, NativeContext(library))
+    lines = handed_back = 0
+    start = 0
+    while start <= len(block):
+        parsed = chunks.parse(block, start)
+        start = parsed.next_start
+        lines += parsed.lines
+        handed_back += sum(record[2] == PYTHON for record in parsed.records)
+    return (lines - handed_back) / lines if lines else 0.0
+
+
+def choose_path(stream: BinaryIO) -> tuple[NativeLibrary | None, str]:
+    """The library to parse ``stream`` with (``None``: the Python parser) and why, judged on its first
+    bytes when the stream can show them without consuming them."""
+    library, description = load()
+    if library is None:
+        return None, f"python ({description})"
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        share = native_share(library, peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+        if share < _MIN_NATIVE_SHARE:
+            return None, f"python (the native parser reads only {share:.0%} of this log's first lines)"
+    return library, description
+
+
+def replay_auto(
+    stream: BinaryIO, name: str, reference: float, ruleset: RuleSet, progress: Callable[[int], None] | None = None
+) -> Report:
+    """:func:`replay_stream_native` when the library is there and suits the stream, else the reference."""
+    library, description = choose_path(stream)
+    if library is None:
+        report = replay_stream(stream, name, reference, ruleset, progress)
+    else:
+        report = replay_stream_native(stream, name, reference, ruleset, library=library, progress=progress)
+    report.parser = description
+    return report
+
+
+def replay_stream_native(
+    stream: BinaryIO,
+    name: str,
+    reference: float,
+    ruleset: RuleSet,
+    *,
+    library: NativeLibrary,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """:func:`bastion_guard.replay.replay_stream` with the native parser for the lines it knows."""
+    engine = Engine(ruleset)
+    context = NativeContext(library)
+    chunks = ChunkParser(library, context, counted=engine.counted_kinds)
+    parser = LineParser(reference, context=context)
+    report = Report(source=name, parser=f"native ({library.path.name})")
+    kinds = chunks.kinds
+    by_kind, by_outcome, statuses = report.events_by_kind, report.events_by_outcome, report.statuses
+    decisions, unmatched = report.decisions, report.unmatched
+    parse, feed, advance = parser.parse, engine.feed, engine.advance
+    parse_chunk = chunks.parse
+    unmatched_status = LineStatus.UNMATCHED
+    count = 0  # lines before the current call
+    for offset, block, complete in iter_blocks(stream):
+        text = block.decode("latin-1")  # character offsets = byte offsets; native lines are ASCII
+        start = 0
+        end_of_block = len(block)
+        while start <= end_of_block:
+            start, lines, records, arena = parse_chunk(
+                block, start, engine.next_sweep, SWEEP_INTERVAL_SECS, ENGINE_RECORD
+            )
+            texts = BlockText(text, arena, kinds)
+            for record in records:
+                code = record[2]
+                if code < OTHER_PROGRAM:
+                    found = feed(build_engine_event(record, texts, name, count + record[-1] + 1))
+                    if found:
+                        decisions.extend(found)
+                elif code == SWEEP:
+                    advance(record[4])
+                else:  # PYTHON: always the last record of a call
+                    number = count + record[-1] + 1
+                    line = decode(block[record[0] : record[1]])
+                    result = parse(line, name, number)
+                    if isinstance(result, Event):
+                        by_kind[result.kind] += 1
+                        by_outcome[result.outcome] += 1
+                        found = feed(result)
+                        if found:
+                            decisions.extend(found)
+                    else:
+                        statuses[result.value] += 1
+                        if result is unmatched_status and len(unmatched) < _UNMATCHED_SAMPLES:
+                            unmatched.append((number, line))
+            count += lines
+        if progress is not None:
+            progress(offset + len(block) + complete)  # the offset after the block, as replay_stream reports
+    _add_native_counts(report, list(chunks.counts), kinds)
+    report.lines = count
+    report.rule_stats = engine.stats
+    return report
+
+
+def _add_native_counts(report: Report, counts: list[int], kinds: tuple[Kind, ...]) -> None:
+    """Fold the library's per-code counts into the report's counters."""
+    for index, total in enumerate(counts):
+        if not total:
+            continue
+        code, outcome = divmod(index, 3)
+        if code < OTHER_PROGRAM:
+            report.events_by_kind[kinds[code]] += total
+            report.events_by_outcome[OUTCOMES[outcome]] += total
+        elif code == NOISE:
+            report.statuses[LineStatus.NOISE.value] += total
+        elif code == OTHER_PROGRAM:
+            report.statuses[LineStatus.OTHER_PROGRAM.value] += total
+
+
+def iter_results(
+    stream: BinaryIO, name: str, reference: float, library: NativeLibrary
+) -> Iterator[tuple[int, Event | LineStatus]]:
+    """``(line number, result)`` for every line, as :class:`LineParser` would give with byte offsets as
+    positions (what ``bastionctl parse`` uses)."""
+    context = NativeContext(library)
+    chunks = ChunkParser(library, context, all_lines=True)
+    parser = LineParser(reference, context=context)
+    kinds = chunks.kinds
+    statuses = {OTHER_PROGRAM: LineStatus.OTHER_PROGRAM, NOISE: LineStatus.NOISE}
+    number = 0
+    for offset, block, _complete in iter_blocks(stream):
+        text = block.decode("latin-1")
+        start = 0
+        while start <= len(block):
+            start, _lines, records, arena = chunks.parse(block, start)
+            texts = BlockText(text, arena, kinds)
+            for record in records:
+                number += 1
+                code = record[2]
+                position = offset + record[0]
+                if code < OTHER_PROGRAM:
+                    yield number, build_event(record, texts, name, position)
+                elif code == PYTHON:
+                    yield number, parser.parse(decode(block[record[0] : record[1]]), name, position)
+                else:
+                    yield number, statuses[code]
