@@ -37,6 +37,12 @@ CASES = [
      Kind.PREAUTH_DISCONNECT, Outcome.FAILURE, "198.51.100.76", 58846, None),
     (P + "Received disconnect from 127.0.0.1 port 51552:11: disconnected by user",
      Kind.DISCONNECT, Outcome.INFO, "127.0.0.1", 51552, None),
+    # IPv6: the address has colons of its own, the code follows the port's colon
+    (P + "Received disconnect from 2a01:4f8:1:2::3 port 22:11: Bye Bye [preauth]",
+     Kind.PREAUTH_DISCONNECT, Outcome.FAILURE, "2a01:4f8:1:2::3", 22, None),
+    # OpenSSH before 7.x: no port, "from %s: %u: %s"
+    (P + "Received disconnect from 2001:db8::7: 3: com.jcraft.jsch.JSchException: Auth fail [preauth]",
+     Kind.PREAUTH_DISCONNECT, Outcome.FAILURE, "2001:db8::7", None, None),
     (P + "Disconnected from user e2e_alice 127.0.0.1 port 51552",
      Kind.DISCONNECT, Outcome.INFO, "127.0.0.1", 51552, "e2e_alice"),
     (P + "error: maximum authentication attempts exceeded for invalid user xxx from 192.0.2.7 port 49941 ssh2 [preauth]",

@@ -144,8 +144,8 @@ def _closed(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionConte
 
 
 def _received_disconnect(m: re.Match[str], env: Envelope, preauth: bool, ctx: ConnectionContext) -> Result:
-    addr, port, code, reason = m.group("addr", "port", "code", "reason")
-    client = attribute(env, ctx, addr, port)
+    addr, code, reason = m.group("addr", "code", "reason")
+    client = attribute(env, ctx, addr, m.groupdict().get("port"))
     if preauth or code != _NORMAL_DISCONNECT_CODE:
         return event(env, Kind.PREAUTH_DISCONNECT, FAILURE, client, None, detail=reason)
     return event(env, Kind.DISCONNECT, INFO, client, None, detail=reason)
@@ -327,11 +327,15 @@ SSHD_MESSAGES: dict[str, tuple[Message, ...]] = {
         ),
     ),
     "Received": (
+        # Two forms, the port form first: with an optional port, a lazy address stops at the first colon of
+        # an IPv6 address ("2a01:4f8:1:2::3 port 22:11:" read as address 2a01:4f8, code 1). Without a port
+        # (OpenSSH before 7.x) sshd writes "from %s: %u: %s", always with the spaces.
         Message(
-            _compile(
-                r"Received disconnect from (?P<addr>\S+?)(?: port (?P<port>\d+))?: ?(?P<code>\d+): ?"
-                r"(?P<reason>.*)"
-            ),
+            _compile(r"Received disconnect from (?P<addr>\S+) port (?P<port>\d+): ?(?P<code>\d+): ?(?P<reason>.*)"),
+            _received_disconnect,
+        ),
+        Message(
+            _compile(r"Received disconnect from (?P<addr>\S+?): (?P<code>\d+): (?P<reason>.*)"),
             _received_disconnect,
         ),
         Message(_compile(r"Received (?:signal|SIGHUP).*"), noise),
