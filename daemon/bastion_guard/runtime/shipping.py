@@ -1,8 +1,9 @@
-"""The daemon's side of shipping: records into the spool on the loop, one worker thread per sink.
+"""The daemon's side of shipping: events and records into the spool on the loop, one worker thread per sink.
 
 The processing loop calls :meth:`Shipping.append_batch` with a batch's events and decisions **before** it
-commits the source position: a crash in between replays the batch, the records get the same ids, and the
-spool ignores them, so nothing is lost and nothing is shipped twice. With no sinks configured there is no
+commits the source position: a crash in between replays the batch, and the spool recognises the lines and
+decisions already waiting (see :mod:`bastion_guard.shipping.spool`), so nothing is lost and nothing is
+shipped twice. With no sinks configured there is no
 :class:`Shipping` at all (:func:`open_shipping` returns None): no spool file, no threads, no cost per batch.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bastion_guard.decisions import Decision
@@ -19,7 +20,7 @@ from bastion_guard.metrics import Metrics
 from bastion_guard.runtime.config import DaemonConfig
 from bastion_guard.shipping.base import Sink
 from bastion_guard.shipping.factory import SINK_TYPES
-from bastion_guard.shipping.records import Record, RecordKind, action_record, decision_record, event_record
+from bastion_guard.shipping.records import Record, RecordKind, action_record, decision_record
 from bastion_guard.shipping.spool import Spool, SpoolError
 from bastion_guard.shipping.worker import Backoff, Worker
 
@@ -56,9 +57,10 @@ class Shipping:
     def append_batch(self, events: Sequence[Event], decisions: Sequence[Decision]) -> None:
         """Spool one batch's events and decisions (call before committing its position)."""
         bastion = self.bastion
-        records = [event_record(event, bastion) for event in events]
-        records += [decision_record(decision, bastion) for decision in decisions]
-        self.append(records)
+        records = [decision_record(decision, bastion) for decision in decisions]
+        # The events go in as they are (their records are built by the workers), with the decisions, in one
+        # transaction.
+        self._append(lambda: self.spool.append_batch(events, bastion, records), len(events) + len(records))
 
     def append_action(self, kind: RecordKind, epoch: float, **fields: Any) -> None:
         """Spool a manual ban, an unban, a key or an audit step."""
@@ -72,14 +74,18 @@ class Shipping:
         """Spool ``records`` and wake the workers. A spool that cannot be written (a full disk) costs the
         shipped copies, never the protection: the error is logged and counted as drops, and the loop goes on
         to commit the position and the bans."""
-        if not records:
+        if records:
+            self._append(lambda: self.spool.append(records), len(records))
+
+    def _append(self, append: Callable[[], int], count: int) -> None:
+        if not count:
             return
         try:
-            self.spool.append(records)
+            append()
         except SpoolError as error:
-            log.error("%s; %d records not shipped", error, len(records))
+            log.error("%s; %d records not shipped", error, count)
             for worker in self.workers:
-                self._metrics.output_events(worker.sink.name, "dropped", len(records))
+                self._metrics.output_events(worker.sink.name, "dropped", count)
             return
         for worker in self.workers:
             worker.notify()
