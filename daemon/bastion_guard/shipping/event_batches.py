@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 import orjson
 
 from bastion_guard.events import Event, Kind, Outcome
-from bastion_guard.shipping.records import Record, event_record
 
 FORMAT = 1
 _KIND = Event._fields.index("kind")
@@ -45,12 +44,6 @@ def decode_events(stored: bytes) -> tuple[str, list[Event]]:
     return bastion, events
 
 
-def decode_records(stored: bytes) -> list[Record]:
-    """The records of a stored batch, ids and bodies exactly as :func:`event_record` builds them on the loop."""
-    bastion, events = decode_events(stored)
-    return [event_record(event, bastion) for event in events]
-
-
 def replay_key(event: Event) -> ReplayKey:
     """What makes a line the same line again when a crash makes the loop read it twice."""
     return event.source, event.position, event.epoch, event.raw
@@ -64,4 +57,4 @@ def replay_keys(stored: Iterable[bytes]) -> set[ReplayKey]:
     return keys
 
 
-__all__ = ["FORMAT", "ReplayKey", "decode_events", "decode_records", "encode_events", "replay_key", "replay_keys"]
+__all__ = ["FORMAT", "ReplayKey", "decode_events", "encode_events", "replay_key", "replay_keys"]

@@ -55,12 +55,12 @@ from bastion_guard.errors import BastionError
 from bastion_guard.events import Event
 from bastion_guard.shipping.event_batches import (
     ReplayKey,
-    decode_records,
+    decode_events,
     encode_events,
     replay_key,
     replay_keys,
 )
-from bastion_guard.shipping.records import Record, RecordKind
+from bastion_guard.shipping.records import Record, RecordKind, event_record
 from bastion_guard.state.files import SIDECARS, create_file, prepare_directory
 
 log = logging.getLogger("bastiond.shipping")
@@ -111,7 +111,7 @@ _PENDING = "seq > ? AND (only_sink IS NULL OR only_sink = ?)"
 _BATCH_DEPTH = "COALESCE(SUM(last - MAX(first - 1, ?)), 0)"
 _Row = tuple[str, str, float, bytes, int, float, str | None]  # id, kind, epoch, body, bytes, added, only_sink
 REPLAY_WINDOW = 8  # batches at the end of the spool whose events a replay after a crash may repeat
-_DECODED_BATCHES = 8  # decoded batches kept for the next read (a worker reads a long batch in slices)
+_DECODED_BATCHES = 4  # decoded batches kept for the next read (a worker reads a long batch in slices)
 
 
 class SpoolError(BastionError):
@@ -180,7 +180,9 @@ class Spool:
         self._replayable: set[ReplayKey] = self._load_replayable()
         # Decoded batches by ``first``, shared by the sinks' workers (each reads every batch) and across the
         # slices of one batch; guarded by ``_lock``, decoded outside it so the loop's append never waits.
-        self._decoded: OrderedDict[int, list[Record]] = OrderedDict()
+        # Events, not records: records are dicts, and tens of thousands of them kept alive make every full
+        # garbage collection walk them (it doubled the workers' CPU); a record lives for one delivery.
+        self._decoded: OrderedDict[int, tuple[str, list[Event]]] = OrderedDict()
 
     @classmethod
     def open(
@@ -274,24 +276,24 @@ class Spool:
         """``(seq, approximate stored size, record)`` for every unfinished record of ``batches``, reading
         and decoding a batch only when the reader gets to it."""
         for first, last, size in batches:
-            records = self._decoded_batch(first)
+            bastion, events = self._decoded_batch(first)
             share = size // (last - first + 1)
-            for index in range(max(0, cursor + 1 - first), len(records)):
-                yield first + index, share, records[index]
+            for index in range(max(0, cursor + 1 - first), len(events)):
+                yield first + index, share, event_record(events[index], bastion)
 
-    def _decoded_batch(self, first: int) -> list[Record]:
+    def _decoded_batch(self, first: int) -> tuple[str, list[Event]]:
         with self._locked() as conn:
             cached = self._decoded.get(first)
             if cached is not None:
                 return cached
             row = conn.execute("SELECT body FROM batches WHERE first = ?", (first,)).fetchone()
         # Gone since the read began (dropped by the bounds): nothing left to deliver of it.
-        records = [] if row is None else decode_records(row[0])
+        decoded = ("", []) if row is None else decode_events(row[0])
         with self._lock:
-            self._decoded[first] = records
+            self._decoded[first] = decoded
             while len(self._decoded) > _DECODED_BATCHES:
                 self._decoded.popitem(last=False)
-        return records
+        return decoded
 
     def complete(self, sink: str, through_seq: int, rejected: Sequence[tuple[Record, str]] = ()) -> None:
         """``sink`` finished everything up to ``through_seq``; ``rejected`` go to the dead-letter store. One
