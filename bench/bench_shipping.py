@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one linear rep
             worker_s, worker_cpu = drain_filled(spool, url)
             spool.close()
             spool = fresh("e2e-drain.db")
+            before = stored(url)
             live, drain_s = end_to_end(path, ruleset, spool, url)
-            drain_stored = stored(url)
+            drain_stored = stored(url) - before
             spool.close()
         with receiver(DOUBLE) as url:
             spool = fresh("e2e-double.db")

@@ -164,3 +164,22 @@ def test_record_ids_are_pinned() -> None:
     parts = ("event", "bastion1", "file:/var/log/auth.log", 1234, 1764360138.5,
              "Failed password for r\u00f6ot from 1.2.3.4 port 22 ssh2 \udcff")
     assert record_id(*parts) == "5c1a92af87c30dbb38b0bfaaa5731986"
+
+
+def test_an_unreadable_batch_is_skipped_not_stalled_on(tmp_path: Path, events: list[Event]) -> None:
+    """A batch the worker cannot decode (a damaged row, a newer format) is logged and passed over: the
+    records after it are still delivered."""
+    path = tmp_path / "spool.db"
+    spool = Spool.open(path, ["es"])
+    spool.append_batch(events[:3], "bastion1")
+    spool.append_batch(events[3:5], "bastion1")
+    spool.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE batches SET body = ? WHERE first = (SELECT MIN(first) FROM batches)", (b"[99, 1]",))
+    conn.commit()
+    conn.close()
+    spool = Spool.open(path, ["es"])
+    read = spool.read("es", 100)
+    assert [q.record for q in read] == [event_record(e, "bastion1") for e in events[3:5]]
+    spool.complete("es", read[-1].seq)
+    assert spool.size() == (0, 0)

@@ -88,9 +88,11 @@ END;
 CREATE TRIGGER IF NOT EXISTS records_removed AFTER DELETE ON records BEGIN
     UPDATE totals SET records = records - 1, bytes = bytes - OLD.bytes;
 END;
+-- body last: SQLite walks a row's overflow pages to reach the columns after a long blob, and most queries
+-- here read only the places and sizes.
 CREATE TABLE IF NOT EXISTS batches (
-    first INTEGER PRIMARY KEY, last INTEGER NOT NULL, body BLOB NOT NULL, bytes INTEGER NOT NULL,
-    added REAL NOT NULL
+    first INTEGER PRIMARY KEY, last INTEGER NOT NULL, bytes INTEGER NOT NULL, added REAL NOT NULL,
+    body BLOB NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS batches_added AFTER INSERT ON batches BEGIN
     UPDATE totals SET records = records + NEW.last - NEW.first + 1, bytes = bytes + NEW.bytes;
@@ -288,7 +290,13 @@ class Spool:
                 return cached
             row = conn.execute("SELECT body FROM batches WHERE first = ?", (first,)).fetchone()
         # Gone since the read began (dropped by the bounds): nothing left to deliver of it.
-        decoded = ("", []) if row is None else decode_events(row[0])
+        decoded: tuple[str, list[Event]] = ("", [])
+        if row is not None:
+            try:
+                decoded = decode_events(row[0])
+            except ValueError as error:  # damaged, or written by a newer version: skip it, never stall on it
+                log.error("spool %s: the batch at %d cannot be read (%s); its records are skipped", self.path,
+                          first, error)
         with self._lock:
             self._decoded[first] = decoded
             while len(self._decoded) > _DECODED_BATCHES:
@@ -413,8 +421,8 @@ class Spool:
             added = 0
             if batch is not None:
                 first = self._take_seqs(conn, len(batch.events))
-                conn.execute("INSERT INTO batches (first, last, body, bytes, added) VALUES (?, ?, ?, ?, ?)",
-                             (first, first + len(batch.events) - 1, batch.body, len(batch.body), batch.added))
+                conn.execute("INSERT INTO batches (first, last, bytes, added, body) VALUES (?, ?, ?, ?, ?)",
+                             (first, first + len(batch.events) - 1, len(batch.body), batch.added, batch.body))
                 added += len(batch.events)
             if rows:
                 seq = self._take_seqs(conn, len(rows))
