@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import math
+import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,8 @@ _EVENT_FIELDS = (
     "cert_serial", "client_host", "user_valid", "attributed_by", "detail",
 )
 
+_event_values = operator.attrgetter(*_EVENT_FIELDS)  # all of them in one call: one record per shipped line
+
 
 def event_record(event: Event, bastion: str) -> Record:
     """The record of one parsed line; ``bastion`` is this host's name (ids stay unique across a fleet)."""
@@ -94,8 +97,7 @@ def event_record(event: Event, bastion: str) -> Record:
         "kind": event.kind.value, "outcome": event.outcome.value, "utc_offset": event.utc_offset,
         "source": event.source, "position": event.position, "raw": event.raw, "bastion": bastion,
     }
-    for name in _EVENT_FIELDS:
-        value = getattr(event, name)
+    for name, value in zip(_EVENT_FIELDS, _event_values(event), strict=True):
         if value is not None:
             body[name] = value
     if event.repeat != 1:

@@ -262,11 +262,13 @@ class Spool:
             batches = conn.execute(
                 "SELECT first, last, bytes FROM batches WHERE last > ? ORDER BY first LIMIT ?", (cursor, limit),
             ).fetchall()
-        singles = ((seq, size, body) for seq, body, size in rows)
-        merged = heapq.merge(singles, self._batch_items(batches, cursor), key=lambda item: item[0])
+        items = self._batch_items(batches, cursor)
+        if rows:  # in place order with the single records (usually there are none: skip the merge)
+            singles = ((seq, size, body) for seq, body, size in rows)
+            items = heapq.merge(singles, items, key=lambda item: item[0])
         result: list[Queued] = []
         total = 0
-        for seq, size, stored in merged:
+        for seq, size, stored in items:
             total += size
             if len(result) >= limit or (max_bytes and total > max_bytes and result):
                 break
