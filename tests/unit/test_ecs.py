@@ -78,6 +78,9 @@ def test_network_ban_and_user_alert_never_put_a_non_address_in_source_ip() -> No
     assert "source" not in to_document(decision_record(network, "b"), "default")
     doc = to_document(decision_record(alert, "b"), "default")
     assert "source" not in doc and doc["user"] == {"name": "root"}
+    # A user name of digits only (brute-force lists are full of "123456") is not an address either.
+    digits = Decision(Verdict.ALERT, "user-spray", "123456", 1.0, None, 9, 1, "x", (), user="123456")
+    assert "source" not in to_document(decision_record(digits, "b"), "default")
 
 
 def test_manual_unban_is_an_event_in_the_audit_stream() -> None:
