@@ -7,11 +7,13 @@ rate measured on the same log in the same run.
 * the loop with and without spooling: the same parse + rules per read chunk (about one loop batch), then,
   with sinks, what :meth:`Shipping.append_batch` does (the batch's events and decision records into the
   spool in one fsync'ed transaction), best of ``--repeat`` each, interleaved; and once more while a worker
-  delivers from the same interpreter (the GIL: the worker's Python time is taken from the loop);
+  delivers from the same interpreter (the GIL: the worker's Python time is taken from the loop), and while
+  the workers deliver from their own process as the daemon runs them (bastion_guard.shipping.process);
 * the shipping side's CPU: a worker alone draining the filled spool into a cheap drain (bench/es_drain.py,
   its own process, parses nothing), plus what spooling added to the loop, as events per CPU-second;
 * end to end: appends while a worker delivers, until the spool is empty, into the drain (the throughput
-  number) and into the Elasticsearch protocol test double (tests/doubles/es_double.py: it parses and checks
+  number; with the worker in this process and in the sink process) and into the Elasticsearch protocol test
+  double (tests/doubles/es_double.py: it parses and checks
   every document, so it is the slower party; the run checks every document arrived, ``GET <index>/_count``).
 
 The spools live in a temporary directory (``--dir`` to put them on another disk). Nothing asserts a time;
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import subprocess
 import sys
 import tempfile
@@ -47,6 +50,7 @@ from bastion_guard.replay import replay_file  # noqa: E402
 from bastion_guard.rules import Engine, RuleSet, load_rules  # noqa: E402
 from bastion_guard.shipping.elasticsearch import ElasticsearchSink  # noqa: E402
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig  # noqa: E402
+from bastion_guard.shipping.process import ProcessPlan, SinkPlan, WorkerProcess  # noqa: E402
 from bastion_guard.shipping.records import decision_record  # noqa: E402
 from bastion_guard.shipping.spool import Bounds, Spool  # noqa: E402
 from bastion_guard.shipping.worker import Backoff, Worker  # noqa: E402
@@ -128,6 +132,32 @@ def delivering(spool: Spool, url: str) -> Iterator[Worker]:
         worker.join(timeout=10)
 
 
+class Unreported:
+    """Metrics nobody reads (the bench measures the spool and the receiver instead)."""
+
+    def output_events(self, output: str, result: str, count: int) -> None:
+        """Nothing."""
+
+    def observe_send(self, output: str, seconds: float) -> None:
+        """Nothing."""
+
+    def set_output_up(self, output: str, up: bool) -> None:
+        """Nothing."""
+
+
+@contextmanager
+def delivering_from_process(spool: Spool, url: str) -> Iterator[WorkerProcess]:
+    """The daemon's way: the worker in the sink process, reading the same spool file."""
+    plan = ProcessPlan(spool.path, spool.bounds, (SinkPlan("elasticsearch", "es", ElasticsearchConfig(hosts=(url,))),),
+                       Backoff(0.01, 0.1), logging.WARNING)
+    workers = WorkerProcess(plan, Unreported())
+    workers.start()
+    try:
+        yield workers
+    finally:
+        workers.stop()
+
+
 def wait_empty(spool: Spool) -> None:
     """Until every record has been delivered."""
     while spool.size()[0]:
@@ -142,10 +172,12 @@ def drain_filled(spool: Spool, url: str) -> tuple[float, float]:
         return time.perf_counter() - started, time.process_time() - cpu_started
 
 
-def end_to_end(path: Path, ruleset: RuleSet, spool: Spool, url: str) -> tuple[LoopRun, float]:
-    """The loop spooling while a worker delivers: the loop's pass, and seconds until the spool is empty."""
+def end_to_end(path: Path, ruleset: RuleSet, spool: Spool, url: str, *,
+               separate: bool = False) -> tuple[LoopRun, float]:
+    """The loop spooling while a worker delivers (from this process, or ``separate``ly from the sink
+    process): the loop's pass, and seconds until the spool is empty."""
     started = time.perf_counter()
-    with delivering(spool, url):
+    with delivering_from_process(spool, url) if separate else delivering(spool, url):
         run = loop(path, ruleset, spool)
         wait_empty(spool)
         return run, time.perf_counter() - started
@@ -190,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one linear rep
             live, drain_s = end_to_end(path, ruleset, spool, url)
             drain_stored = stored(url) - before
             spool.close()
+            spool = fresh("e2e-process.db")
+            before = stored(url)
+            apart, apart_s = end_to_end(path, ruleset, spool, url, separate=True)
+            apart_stored = stored(url) - before
+            spool.close()
         with receiver(DOUBLE) as url:
             spool = fresh("e2e-double.db")
             _run, double_s = end_to_end(path, ruleset, spool, url)
@@ -198,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one linear rep
     best_plain = min(plain, key=lambda run: run.seconds)
     best_spooled = min(spooled, key=lambda run: run.seconds)
     detect_rate = events / detect_s
-    plain_rate, spooled_rate, live_rate = (events / run.seconds for run in (best_plain, best_spooled, live))
+    plain_rate, spooled_rate, live_rate, apart_rate = (
+        events / run.seconds for run in (best_plain, best_spooled, live, apart))
     added_cpu = max(0.0, min(r.cpu_seconds for r in spooled) - min(r.cpu_seconds for r in plain))
     shipping_cpu = added_cpu + worker_cpu
     cpu_rate = events / shipping_cpu
@@ -209,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one linear rep
           f"{spooled_rate / plain_rate:.2f}x the loop without sinks")
     print(f"loop, spooling while a worker delivers            {live_rate:>10,.0f} events/s  = "
           f"{live_rate / plain_rate:.2f}x the loop without sinks")
+    print(f"loop, spooling while the sink process delivers    {apart_rate:>10,.0f} events/s  = "
+          f"{apart_rate / plain_rate:.2f}x the loop without sinks")
     append_us, worker_us = added_cpu / events * 1e6, worker_cpu / events * 1e6
     print(f"shipping side CPU (spool append {append_us:.1f} us + worker {worker_us:.1f} us an event): "
           f"{cpu_rate:,.0f} events per CPU-second = {cpu_rate / detect_rate:.2f}x detection")
@@ -216,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one linear rep
           f"{events / worker_s / detect_rate:.2f}x detection")
     print(f"end to end (loop + worker) -> drain               {events / drain_s:>10,.0f} events/s  = "
           f"{events / drain_s / detect_rate:.2f}x detection  ({drain_stored:,} taken)")
+    print(f"end to end (loop + sink process) -> drain         {events / apart_s:>10,.0f} events/s  = "
+          f"{events / apart_s / detect_rate:.2f}x detection  ({apart_stored:,} taken)")
     print(f"end to end (loop + worker) -> ES protocol double  {events / double_s:>10,.0f} events/s  = "
           f"{events / double_s / detect_rate:.2f}x detection  ({double_stored:,} documents stored)")
     common.write_json(args.json, {
         "benchmark": "shipping", "machine": common.machine_info(), "input": str(path), "events": events,
         "detection_events_per_s": detect_rate, "loop_events_per_s": plain_rate,
         "loop_spooling_events_per_s": spooled_rate, "loop_spooling_with_worker_events_per_s": live_rate,
+        "loop_spooling_with_sink_process_events_per_s": apart_rate,
+        "end_to_end_sink_process_drain_events_per_s": events / apart_s,
         "shipping_events_per_cpu_s": cpu_rate, "spool_append_cpu_us_per_event": append_us,
         "worker_cpu_us_per_event": worker_us, "worker_events_per_s": events / worker_s,
         "end_to_end_drain_events_per_s": events / drain_s, "end_to_end_double_events_per_s": events / double_s,
