@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -91,6 +92,10 @@ def child_main(plan: ProcessPlan, conn: Connection, wake: ProcessEvent, stop: Pr
     """The child's body: build the sinks, deliver until stopped or orphaned."""
     from bastion_guard.shipping.factory import SINK_TYPES  # noqa: PLC0415 (imported in the child only)
 
+    # systemd's SIGTERM and a terminal's Ctrl-C reach the whole group: the daemon decides when the child
+    # stops (after its loop has flushed), so the child waits for the stop event or the daemon's end.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=plan.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parent = os.getppid()
     ended = threading.Event()
