@@ -4,8 +4,8 @@ process of their own (:mod:`bastion_guard.shipping.process`), one thread per sin
 The processing loop calls :meth:`Shipping.append_batch` with a batch's events and decisions **before** it
 commits the source position: a crash in between replays the batch, and the spool recognises the lines and
 decisions already waiting (see :mod:`bastion_guard.shipping.spool`), so nothing is lost and nothing is
-shipped twice. With no sinks configured there is no
-:class:`Shipping` at all (:func:`open_shipping` returns None): no spool file, no threads, no cost per batch.
+shipped twice. With no sinks configured there is no :class:`Shipping` at all (:func:`open_shipping` returns
+None): no spool file, no sink process, no cost per batch.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The durable outbound spool: records wait here, on disk, until every sink has dealt with them.
 
-One SQLite file (``<state_dir>/spool.db``, WAL, 0600), separate from ``state.db``: sink threads read and
-delete here all the time, and none of that may ever hold the lock the ban path commits under.
+One SQLite file (``<state_dir>/spool.db``, WAL, 0600), separate from ``state.db``: the sink workers (in
+their own process) read and delete here all the time, and none of that may ever hold the lock the ban path
+commits under. Each process opens its own :class:`Spool`; SQLite's locking keeps them consistent.
 
 Layout and guarantees:
 
