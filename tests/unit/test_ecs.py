@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime
 from typing import Any
 
 from bastion_guard.decisions import Decision, Evidence, Verdict
 from bastion_guard.events import Event
 from bastion_guard.parsing import LineParser
 from bastion_guard.shipping.ecs import data_stream, to_document
-from bastion_guard.shipping.records import RecordKind, action_record, decision_record, event_record
+from bastion_guard.shipping.records import RecordKind, action_record, decision_record, event_record, iso_time
 
 FAILED = ("2025-03-04T10:15:02.123456+00:00 bastion1 sshd[4242]: Failed password for invalid user admin "
           "from 203.0.113.7 port 54676 ssh2")
@@ -76,6 +78,9 @@ def test_network_ban_and_user_alert_never_put_a_non_address_in_source_ip() -> No
     assert "source" not in to_document(decision_record(network, "b"), "default")
     doc = to_document(decision_record(alert, "b"), "default")
     assert "source" not in doc and doc["user"] == {"name": "root"}
+    # A user name of digits only (brute-force lists are full of "123456") is not an address either.
+    digits = Decision(Verdict.ALERT, "user-spray", "123456", 1.0, None, 9, 1, "x", (), user="123456")
+    assert "source" not in to_document(decision_record(digits, "b"), "default")
 
 
 def test_manual_unban_is_an_event_in_the_audit_stream() -> None:
@@ -85,3 +90,15 @@ def test_manual_unban_is_an_event_in_the_audit_stream() -> None:
     assert data_stream(record, "default") == "logs-bastion.audit-default"
     assert (doc["event"]["action"], doc["event"]["type"]) == ("ip-unbanned", ["allowed"])
     assert doc["source"]["ip"] == "198.51.100.9"
+
+
+def test_iso_time_is_datetimes_text_with_milliseconds() -> None:
+    """``@timestamp`` formatting is cached per second; the text must stay what datetime writes, rounding
+    included (half to even on the microsecond, carried into the next second at .9999995)."""
+    rng = random.Random(4)  # noqa: S311 (test data, not cryptography)
+    epochs = [rng.uniform(0, 4e9) for _ in range(20_000)]
+    epochs += [1764360138 + step / 1e6 for step in range(-1500, 1500)]
+    epochs += [1764360138.9999995, 1764360138.0000005, 1764360138.9995, 0.0]
+    for epoch in epochs:
+        expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert iso_time(epoch) == expected, epoch

@@ -1,16 +1,18 @@
-"""The daemon's side of shipping: records into the spool on the loop, one worker thread per sink.
+"""The daemon's side of shipping: events and records into the spool on the loop; the sinks' workers run in a
+process of their own (:mod:`bastion_guard.shipping.process`), one thread per sink there.
 
 The processing loop calls :meth:`Shipping.append_batch` with a batch's events and decisions **before** it
-commits the source position: a crash in between replays the batch, the records get the same ids, and the
-spool ignores them, so nothing is lost and nothing is shipped twice. With no sinks configured there is no
-:class:`Shipping` at all (:func:`open_shipping` returns None): no spool file, no threads, no cost per batch.
+commits the source position: a crash in between replays the batch, and the spool recognises the lines and
+decisions already waiting (see :mod:`bastion_guard.shipping.spool`), so nothing is lost and nothing is
+shipped twice. With no sinks configured there is no :class:`Shipping` at all (:func:`open_shipping` returns
+None): no spool file, no sink process, no cost per batch.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bastion_guard.decisions import Decision
@@ -19,46 +21,44 @@ from bastion_guard.metrics import Metrics
 from bastion_guard.runtime.config import DaemonConfig
 from bastion_guard.shipping.base import Sink
 from bastion_guard.shipping.factory import SINK_TYPES
-from bastion_guard.shipping.records import Record, RecordKind, action_record, decision_record, event_record
+from bastion_guard.shipping.process import ProcessPlan, SinkPlan, WorkerProcess
+from bastion_guard.shipping.records import Record, RecordKind, action_record, decision_record
 from bastion_guard.shipping.spool import Spool, SpoolError
-from bastion_guard.shipping.worker import Backoff, Worker
+from bastion_guard.shipping.worker import Backoff
 
 log = logging.getLogger("bastiond.shipping")
 
 
 class Shipping:
-    """The spool and its workers, owned by the daemon."""
+    """The spool and the sink process, owned by the daemon."""
 
-    def __init__(self, spool: Spool, sinks: Sequence[Sink], metrics: Metrics, backoff: Backoff,
-                 bastion: str | None = None) -> None:
+    def __init__(self, spool: Spool, workers: WorkerProcess, metrics: Metrics, bastion: str | None = None) -> None:
         self.spool = spool
         self.bastion = bastion or socket.gethostname()
+        self.workers = workers
+        self.sink_names = [sink.name for sink in workers.plan.sinks]
         self._metrics = metrics
-        self.workers = [Worker(sink, spool, metrics=metrics, backoff=backoff) for sink in sinks]
-        for sink in sinks:
-            metrics.add_output(sink.name)
+        for name in self.sink_names:
+            metrics.add_output(name)
         spool.on_drop = self._dropped
         self._drop_logged: set[str] = set()
 
     def start(self) -> None:
-        """Start one worker per sink (each checks its far end first, from its own thread)."""
-        for worker in self.workers:
-            worker.start()
+        """Start the sink process (each worker checks its far end first)."""
+        self.workers.start()
 
     def stop(self) -> None:
         """Stop the workers (a batch in flight is sent again after the next start), then close the spool."""
-        for worker in self.workers:
-            worker.stop()
-        for worker in self.workers:
-            worker.join(timeout=10)
+        self.workers.stop()
         self.spool.close()
 
     def append_batch(self, events: Sequence[Event], decisions: Sequence[Decision]) -> None:
         """Spool one batch's events and decisions (call before committing its position)."""
         bastion = self.bastion
-        records = [event_record(event, bastion) for event in events]
-        records += [decision_record(decision, bastion) for decision in decisions]
-        self.append(records)
+        records = [decision_record(decision, bastion) for decision in decisions]
+        # The events go in as they are (their records are built by the workers), with the decisions, in one
+        # transaction.
+        self._append(lambda: self.spool.append_batch(events, bastion, records), len(events) + len(records))
 
     def append_action(self, kind: RecordKind, epoch: float, **fields: Any) -> None:
         """Spool a manual ban, an unban, a key or an audit step."""
@@ -72,17 +72,20 @@ class Shipping:
         """Spool ``records`` and wake the workers. A spool that cannot be written (a full disk) costs the
         shipped copies, never the protection: the error is logged and counted as drops, and the loop goes on
         to commit the position and the bans."""
-        if not records:
+        if records:
+            self._append(lambda: self.spool.append(records), len(records))
+
+    def _append(self, append: Callable[[], int], count: int) -> None:
+        if not count:
             return
         try:
-            self.spool.append(records)
+            append()
         except SpoolError as error:
-            log.error("%s; %d records not shipped", error, len(records))
-            for worker in self.workers:
-                self._metrics.output_events(worker.sink.name, "dropped", len(records))
+            log.error("%s; %d records not shipped", error, count)
+            for name in self.sink_names:
+                self._metrics.output_events(name, "dropped", count)
             return
-        for worker in self.workers:
-            worker.notify()
+        self.workers.notify()
 
     def refresh_gauges(self) -> None:
         """Spool depth and oldest age per sink, for the metrics."""
@@ -103,11 +106,10 @@ class Shipping:
         except SpoolError as error:
             return {"spool": str(self.spool.path), "error": str(error), "sinks": []}
         sinks = []
-        for worker in self.workers:
-            entry = backlog.get(worker.sink.name)
-            status = worker.status
+        for name, status in self.workers.statuses.items():
+            entry = backlog.get(name)
             sinks.append({
-                "name": worker.sink.name, "healthy": status.health.ok, "health": status.health.detail,
+                "name": name, "healthy": status.health.ok, "health": status.health.detail,
                 "depth": entry.depth if entry else 0,
                 "oldest_age_secs": None if entry is None or entry.oldest_age_secs is None
                 else round(entry.oldest_age_secs, 1),
@@ -131,13 +133,19 @@ def open_shipping(config: DaemonConfig, metrics: Metrics) -> Shipping | None:
         return None
     sinks: list[Sink] = []
     try:
+        # Built here once to report a problem (a secret file missing) at start, as a clear error; the sink
+        # process builds its own.
         for entry in config.sinks:
             _parse, build = SINK_TYPES[entry.type]
             sinks.append(build(entry.options, entry.name))
         spool = Spool.open(config.spool_path, [sink.name for sink in sinks], config.spool.bounds)
-    except BaseException:
+    finally:
         for sink in sinks:
             sink.close()
-        raise
-    backoff = Backoff(config.spool.backoff_initial_secs, config.spool.backoff_max_secs)
-    return Shipping(spool, sinks, metrics, backoff)
+    plan = ProcessPlan(
+        spool_path=config.spool_path, bounds=config.spool.bounds,
+        sinks=tuple(SinkPlan(entry.type, entry.name, entry.options) for entry in config.sinks),
+        backoff=Backoff(config.spool.backoff_initial_secs, config.spool.backoff_max_secs),
+        log_level=logging.getLogger().getEffectiveLevel(),
+    )
+    return Shipping(spool, WorkerProcess(plan, metrics), metrics)

@@ -14,6 +14,7 @@ stream is bulk evidence), and ECS tells them apart by ``event.kind`` (``event`` 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from bastion_guard.shipping.records import Record, RecordKind, iso_time
@@ -209,6 +210,9 @@ def _action_document(record: Record, namespace: str) -> dict[str, Any]:
 
 def _target(doc: dict[str, Any], target: str) -> None:
     """``source.ip`` for an address; a network stays in ``bastion.*`` only (``source.ip`` is one address)."""
-    if target and "/" not in target and (":" in target or target.replace(".", "").isdigit()):
-        doc["source"] = {"ip": target, "address": target}
-        doc["related"] = {"ip": [target]}
+    try:
+        ipaddress.ip_address(target)
+    except ValueError:  # a network, or a user name (even "123456"): the cluster would reject the document
+        return
+    doc["source"] = {"ip": target, "address": target}
+    doc["related"] = {"ip": [target]}

@@ -46,6 +46,7 @@ logging.getLogger("elastic_transport").setLevel(logging.WARNING)
 ILM_POLICY = "bastion-logs"
 TEMPLATE_PRIORITY = 501  # above the built-in logs-*-* template (priority 100), as Elastic advises for overrides
 _RETRY_STATUSES = frozenset({408, 429})
+_DELIVERED = Delivery(Result.DELIVERED)
 _MAPPINGS: dict[str, Any] = {
     "dynamic_templates": [{"strings_as_keyword": {"match_mapping_type": "string",
                                                    "mapping": {"type": "keyword", "ignore_above": 1024}}}],
@@ -107,6 +108,8 @@ class ElasticsearchSink:
         items = response.body.get("items", [])
         if len(items) != len(records):
             return [Delivery(Result.RETRY, f"bulk answered {len(items)} items for {len(records)}")] * len(records)
+        if response.body.get("errors") is False:  # every item created: no need to look at each one
+            return [_DELIVERED] * len(records)
         return [_item_delivery(item) for item in items]
 
     def health(self) -> Health:

@@ -9,8 +9,11 @@ decided.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
+import math
+import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,23 +56,39 @@ class Record:
 
 def record_id(*parts: object) -> str:
     """A 32-hex-digit id from the parts that make a record unique (stable across processes and versions)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        digest.update(str(part).encode("utf-8", "surrogateescape"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
+    # Each part followed by a NUL, hashed in one call (the same digest as one update per part, at a third of
+    # the cost: the shipping workers compute one id per shipped line).
+    text = "\x00".join(map(str, parts)) + "\x00"
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def iso_time(epoch: float, utc_offset: int = 0) -> str:
-    """RFC 3339 with milliseconds, in UTC (``Z``): what Elasticsearch and GELF receivers parse fastest."""
+    """RFC 3339 with milliseconds, in UTC (``Z``): what Elasticsearch and GELF receivers parse fastest.
+
+    The same text as ``datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")`` (microseconds
+    rounded half to even, as datetime does, then cut to milliseconds), with the date and second formatted
+    once per second: one call per shipped line, and lines come many to a second."""
     del utc_offset  # the original offset stays visible in event.original; shipped times are UTC
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    fraction, whole = math.modf(epoch)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return f"{_iso_second(int(whole))}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 _EVENT_FIELDS = (
     "host", "program", "pid", "ip", "port", "user", "method", "key_type", "fingerprint", "cert_id",
     "cert_serial", "client_host", "user_valid", "attributed_by", "detail",
 )
+
+_event_values = operator.attrgetter(*_EVENT_FIELDS)  # all of them in one call: one record per shipped line
 
 
 def event_record(event: Event, bastion: str) -> Record:
@@ -78,8 +97,7 @@ def event_record(event: Event, bastion: str) -> Record:
         "kind": event.kind.value, "outcome": event.outcome.value, "utc_offset": event.utc_offset,
         "source": event.source, "position": event.position, "raw": event.raw, "bastion": bastion,
     }
-    for name in _EVENT_FIELDS:
-        value = getattr(event, name)
+    for name, value in zip(_EVENT_FIELDS, _event_values(event), strict=True):
         if value is not None:
             body[name] = value
     if event.repeat != 1:

@@ -1,15 +1,30 @@
 """The durable outbound spool: records wait here, on disk, until every sink has dealt with them.
 
-One SQLite file (``<state_dir>/spool.db``, WAL, 0600), separate from ``state.db``: sink threads read and
-delete here all the time, and none of that may ever hold the lock the ban path commits under.
+One SQLite file (``<state_dir>/spool.db``, WAL, 0600), separate from ``state.db``: the sink workers (in
+their own process) read and delete here all the time, and none of that may ever hold the lock the ban path
+commits under. Each process opens its own :class:`Spool`; SQLite's locking keeps them consistent.
 
 Layout and guarantees:
 
-- ``records`` holds each record once, in append order (``seq``). :meth:`Spool.append` ignores an id that is
-  already waiting, so replaying a batch after a crash adds nothing. A record re-queued for a single sink
-  (a dead-letter replay) carries that sink in ``only_sink`` and is invisible to the others.
+- Every record has a place ``seq`` in one sequence (``sequence.next`` hands them out), in append order.
+- ``batches`` holds the loop's parsed events, one row per loop batch covering the places ``first`` to
+  ``last`` (the compact form of :mod:`~bastion_guard.shipping.event_batches`): an indexed row and a record
+  built per event cost the loop more than parsing it did. Ids are computed by the workers when they read.
+- ``records`` holds everything else (decisions, bans, key and audit steps: few), one row each with its id.
+  :meth:`Spool.append` ignores an id that is already waiting, so replaying a batch after a crash adds
+  nothing. A record re-queued for a single sink (a dead-letter replay) carries that sink in ``only_sink``
+  and is invisible to the others.
 - ``cursors`` holds, per sink, the highest ``seq`` it has finished: everything at or below was delivered,
-  skipped or dead-lettered by that sink. A record is deleted once every sink's cursor has passed it.
+  skipped or dead-lettered by that sink. A record (a batch: once its ``last``) is deleted once every sink's
+  cursor has passed it. Deleting a delivered batch is one row, not one per event.
+
+Events replayed after a crash: the loop spools a batch, then commits its source position; a crash in
+between makes it parse those lines again. Without a per-event index, :meth:`Spool.append_batch` drops the
+events of the last :data:`REPLAY_WINDOW` batches waiting at open (their source, position, time and line
+match). Only batches spooled after the last committed position can come back, and the loop commits after
+every batch, so that window covers them unless the state commits failed that many times in a row; even
+then a line spooled twice is sent twice with the same id (Elasticsearch answers 409, GELF and webhook
+receivers see the same ``_event_id`` / ``webhook-id``): a duplicate, never a gap.
 - ``deadletters`` keeps what a sink rejected for good, with the reason and time, until an operator replays it.
 - ``totals`` (kept by triggers, so ``bastionctl deadletter replay`` from another process stays counted)
   holds the spool's size for the bounds.
@@ -25,10 +40,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
 import logging
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +53,15 @@ from pathlib import Path
 import orjson
 
 from bastion_guard.errors import BastionError
-from bastion_guard.shipping.records import Record, RecordKind
+from bastion_guard.events import Event
+from bastion_guard.shipping.event_batches import (
+    ReplayKey,
+    decode_events,
+    encode_events,
+    replay_key,
+    replay_keys,
+)
+from bastion_guard.shipping.records import Record, RecordKind, event_record
 from bastion_guard.state.files import SIDECARS, create_file, prepare_directory
 
 log = logging.getLogger("bastiond.shipping")
@@ -64,11 +89,32 @@ END;
 CREATE TRIGGER IF NOT EXISTS records_removed AFTER DELETE ON records BEGIN
     UPDATE totals SET records = records - 1, bytes = bytes - OLD.bytes;
 END;
+-- body last: SQLite walks a row's overflow pages to reach the columns after a long blob, and most queries
+-- here read only the places and sizes.
+CREATE TABLE IF NOT EXISTS batches (
+    first INTEGER PRIMARY KEY, last INTEGER NOT NULL, bytes INTEGER NOT NULL, added REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS batches_added AFTER INSERT ON batches BEGIN
+    UPDATE totals SET records = records + NEW.last - NEW.first + 1, bytes = bytes + NEW.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS batches_removed AFTER DELETE ON batches BEGIN
+    UPDATE totals SET records = records - (OLD.last - OLD.first + 1), bytes = bytes - OLD.bytes;
+END;
+CREATE TABLE IF NOT EXISTS sequence (one INTEGER PRIMARY KEY CHECK (one = 1), next INTEGER NOT NULL);
+-- A spool written before batches existed numbered its records by AUTOINCREMENT: carry on after them.
+INSERT OR IGNORE INTO sequence SELECT 1, 1 + MAX(
+    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'records'), 0),
+    COALESCE((SELECT MAX(seq) FROM records), 0));
 """
-_INSERT = ("INSERT OR IGNORE INTO records (id, kind, epoch, body, bytes, added, only_sink) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT OR IGNORE INTO records (seq, id, kind, epoch, body, bytes, added, only_sink) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _PENDING = "seq > ? AND (only_sink IS NULL OR only_sink = ?)"
+# Records of the batches after a cursor: a batch the cursor is inside of counts only its unfinished part.
+_BATCH_DEPTH = "COALESCE(SUM(last - MAX(first - 1, ?)), 0)"
 _Row = tuple[str, str, float, bytes, int, float, str | None]  # id, kind, epoch, body, bytes, added, only_sink
+REPLAY_WINDOW = 8  # batches at the end of the spool whose events a replay after a crash may repeat
+_DECODED_BATCHES = 4  # decoded batches kept for the next read (a worker reads a long batch in slices)
 
 
 class SpoolError(BastionError):
@@ -134,6 +180,12 @@ class Spool:
         self._clock = clock
         self._lock = threading.Lock()
         self._durable = True  # the connection's synchronous setting: FULL (True) or NORMAL
+        self._replayable: set[ReplayKey] = self._load_replayable()
+        # Decoded batches by ``first``, shared by the sinks' workers (each reads every batch) and across the
+        # slices of one batch; guarded by ``_lock``, decoded outside it so the loop's append never waits.
+        # Events, not records: records are dicts, and tens of thousands of them kept alive make every full
+        # garbage collection walk them (it doubled the workers' CPU); a record lives for one delivery.
+        self._decoded: OrderedDict[int, tuple[str, list[Event]]] = OrderedDict()
 
     @classmethod
     def open(
@@ -179,12 +231,22 @@ class Spool:
         bounds: a full spool drops by its policy and counts it."""
         if not records:
             return 0
+        return self.append_batch((), "", records)
+
+    def append_batch(self, events: Sequence[Event], bastion: str, records: Sequence[Record] = ()) -> int:
+        """Add one loop batch in one transaction (one fsync): ``events`` parsed on ``bastion``, stored as one
+        row, then ``records`` (its decisions). Events a crash replays and records already waiting are
+        ignored (see the module's docstring); returns how many records were added."""
+        if self._replayable and events:
+            events = [event for event in events if replay_key(event) not in self._replayable]
+        if not events and not records:
+            return 0
         now = self._clock()
         rows: list[_Row] = []
         for record in records:
             body = encode(record)
             rows.append((record.id, record.kind.value, record.epoch, body, len(body), now, None))
-        return self._insert(rows)
+        return self._insert(rows, _new_batch(bastion, events, now) if events else None)
 
     # --- the consumers (one worker per sink) --------------------------------------------------------------
 
@@ -197,14 +259,52 @@ class Spool:
                 f"SELECT seq, body, bytes FROM records WHERE {_PENDING} ORDER BY seq LIMIT ?",  # noqa: S608
                 (cursor, sink, limit),
             ).fetchall()
-        if max_bytes:
-            total = 0
-            for index, (_seq, _body, size) in enumerate(rows):
-                total += size
-                if total > max_bytes and index:
-                    rows = rows[:index]
-                    break
-        return [Queued(seq, decode(body)) for seq, body, _size in rows]
+            # Bodies are fetched one batch at a time, when the reader gets to it (a batch is megabytes).
+            batches = conn.execute(
+                "SELECT first, last, bytes FROM batches WHERE last > ? ORDER BY first LIMIT ?", (cursor, limit),
+            ).fetchall()
+        items = self._batch_items(batches, cursor)
+        if rows:  # in place order with the single records (usually there are none: skip the merge)
+            singles = ((seq, size, body) for seq, body, size in rows)
+            items = heapq.merge(singles, items, key=lambda item: item[0])
+        result: list[Queued] = []
+        total = 0
+        for seq, size, stored in items:
+            total += size
+            if len(result) >= limit or (max_bytes and total > max_bytes and result):
+                break
+            result.append(Queued(seq, stored if isinstance(stored, Record) else decode(stored)))
+        return result
+
+    def _batch_items(self, batches: list[tuple[int, int, int]],
+                     cursor: int) -> Iterator[tuple[int, int, Record | bytes]]:
+        """``(seq, approximate stored size, record)`` for every unfinished record of ``batches``, reading
+        and decoding a batch only when the reader gets to it."""
+        for first, last, size in batches:
+            bastion, events = self._decoded_batch(first)
+            share = size // (last - first + 1)
+            for index in range(max(0, cursor + 1 - first), len(events)):
+                yield first + index, share, event_record(events[index], bastion)
+
+    def _decoded_batch(self, first: int) -> tuple[str, list[Event]]:
+        with self._locked() as conn:
+            cached = self._decoded.get(first)
+            if cached is not None:
+                return cached
+            row = conn.execute("SELECT body FROM batches WHERE first = ?", (first,)).fetchone()
+        # Gone since the read began (dropped by the bounds): nothing left to deliver of it.
+        decoded: tuple[str, list[Event]] = ("", [])
+        if row is not None:
+            try:
+                decoded = decode_events(row[0])
+            except ValueError as error:  # damaged, or written by a newer version: skip it, never stall on it
+                log.error("spool %s: the batch at %d cannot be read (%s); its records are skipped", self.path,
+                          first, error)
+        with self._lock:
+            self._decoded[first] = decoded
+            while len(self._decoded) > _DECODED_BATCHES:
+                self._decoded.popitem(last=False)
+        return decoded
 
     def complete(self, sink: str, through_seq: int, rejected: Sequence[tuple[Record, str]] = ()) -> None:
         """``sink`` finished everything up to ``through_seq``; ``rejected`` go to the dead-letter store. One
@@ -233,6 +333,12 @@ class Spool:
                     f"SELECT COUNT(*), MIN(added) FROM records WHERE {_PENDING}",  # noqa: S608 (constant)
                     (cursor, sink),
                 ).fetchone()
+                in_batches, batch_oldest = conn.execute(
+                    f"SELECT {_BATCH_DEPTH}, MIN(added) FROM batches WHERE last > ?",  # noqa: S608 (constant)
+                    (cursor, cursor),
+                ).fetchone()
+                depth += in_batches
+                oldest = min((added for added in (oldest, batch_oldest) if added is not None), default=None)
                 result.append(SinkBacklog(sink, depth, None if oldest is None else max(0.0, now - oldest)))
         return result
 
@@ -268,12 +374,14 @@ class Spool:
         ]
         now = self._clock()
         with self._transaction() as conn:
+            seq = self._take_seqs(conn, len(letters))
             for letter in letters:
                 body = encode(letter.record)
                 # A copy of the same id waiting for that sink already is enough: replace it at the end.
                 conn.execute("DELETE FROM records WHERE id = ? AND only_sink = ?", (letter.record.id, letter.sink))
-                conn.execute(_INSERT, (letter.record.id, letter.record.kind.value, letter.record.epoch, body,
+                conn.execute(_INSERT, (seq, letter.record.id, letter.record.kind.value, letter.record.epoch, body,
                                        len(body), now, letter.sink))
+                seq += 1
                 conn.execute("DELETE FROM deadletters WHERE number = ?", (letter.number,))
         return len(letters)
 
@@ -299,19 +407,63 @@ class Spool:
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
-    def _insert(self, rows: list[_Row]) -> int:
+    def _insert(self, rows: list[_Row], batch: _NewBatch | None) -> int:
         bounds = self.bounds
-        incoming_bytes = sum(row[4] for row in rows)
+        incoming_records = len(rows) + (0 if batch is None else len(batch.events))
+        incoming_bytes = sum(row[4] for row in rows) + (0 if batch is None else len(batch.body))
         with self._transaction() as conn:
             records, size = conn.execute("SELECT records, bytes FROM totals").fetchone()
-            over_records = bounds.max_records and records + len(rows) > bounds.max_records
+            over_records = bounds.max_records and records + incoming_records > bounds.max_records
             over_bytes = bounds.max_bytes and size + incoming_bytes > bounds.max_bytes
             if (over_records or over_bytes) and bounds.policy is Policy.DROP_NEWEST:
+                if batch is not None:
+                    batch = self._fit_batch(conn, batch, records, size)
+                    if batch is not None:
+                        records, size = records + len(batch.events), size + len(batch.body)
                 rows = self._fit_newest(conn, rows, records, size)
-            added = max(0, conn.executemany(_INSERT, rows).rowcount)  # sqlite3_changes(): triggers not counted
+            added = 0
+            if batch is not None:
+                first = self._take_seqs(conn, len(batch.events))
+                conn.execute("INSERT INTO batches (first, last, bytes, added, body) VALUES (?, ?, ?, ?, ?)",
+                             (first, first + len(batch.events) - 1, len(batch.body), batch.added, batch.body))
+                added += len(batch.events)
+            if rows:
+                seq = self._take_seqs(conn, len(rows))
+                numbered = [(seq + index, *row) for index, row in enumerate(rows)]
+                added += max(0, conn.executemany(_INSERT, numbered).rowcount)  # sqlite3_changes(): no triggers
             if (over_records or over_bytes) and bounds.policy is Policy.DROP_OLDEST:
                 self._drop_oldest(conn)
         return added
+
+    def _fit_batch(self, conn: sqlite3.Connection, batch: _NewBatch, records: int, size: int) -> _NewBatch | None:
+        """Under drop_newest: the longest head of ``batch`` that still fits (sized by the batch's average
+        event), or None; the rest is counted as dropped for every sink."""
+        count = len(batch.events)
+        room = count
+        if self.bounds.max_records:
+            room = min(room, max(0, self.bounds.max_records - records))
+        if self.bounds.max_bytes:
+            room = min(room, max(0, self.bounds.max_bytes - size) * count // len(batch.body))
+        if room < count:
+            for (sink,) in conn.execute("SELECT sink FROM cursors").fetchall():
+                self._dropped(sink, count - room)
+        if room == 0:
+            return None
+        return batch if room == count else _new_batch(batch.bastion, batch.events[:room], batch.added)
+
+    @staticmethod
+    def _take_seqs(conn: sqlite3.Connection, count: int) -> int:
+        """Reserve ``count`` places in the sequence (inside the caller's transaction); return the first."""
+        first = int(conn.execute("SELECT next FROM sequence").fetchone()[0])
+        conn.execute("UPDATE sequence SET next = ?", (first + count,))
+        return first
+
+    def _load_replayable(self) -> set[ReplayKey]:
+        """The events of the last :data:`REPLAY_WINDOW` batches waiting: what a replay may bring again."""
+        with self._locked() as conn:
+            bodies = [row[0] for row in conn.execute(
+                "SELECT body FROM batches ORDER BY first DESC LIMIT ?", (REPLAY_WINDOW,))]
+        return replay_keys(bodies)
 
     def _fit_newest(self, conn: sqlite3.Connection, rows: list[_Row], records: int, size: int) -> list[_Row]:
         """Keep the rows that still fit; count the rest as dropped for every sink. Ids already waiting are
@@ -345,10 +497,13 @@ class Spool:
         last = 0
         running = 0
         count = 0
-        for seq, row_bytes in conn.execute("SELECT seq, bytes FROM records ORDER BY seq"):
+        # Oldest first across both tables; a batch of events goes (or stays) as a whole.
+        for first, row_last, row_bytes in conn.execute(
+            "SELECT seq, seq, bytes FROM records UNION ALL SELECT first, last, bytes FROM batches ORDER BY 1",
+        ):
             if count >= excess_records and running >= excess_bytes:
                 break
-            last, running, count = seq, running + row_bytes, count + 1
+            last, running, count = row_last, running + row_bytes, count + row_last - first + 1
         if not count:
             return
         for sink, cursor in conn.execute("SELECT sink, seq FROM cursors").fetchall():
@@ -356,9 +511,14 @@ class Spool:
                 f"SELECT COUNT(*) FROM records WHERE {_PENDING} AND seq <= ?",  # noqa: S608 (constant)
                 (cursor, sink, last),
             ).fetchone()[0]
+            lost += conn.execute(
+                f"SELECT {_BATCH_DEPTH} FROM batches WHERE last > ? AND last <= ?",  # noqa: S608 (constant)
+                (cursor, cursor, last),
+            ).fetchone()[0]
             if lost:
                 self._dropped(sink, lost)
         conn.execute("DELETE FROM records WHERE seq <= ?", (last,))
+        conn.execute("DELETE FROM batches WHERE last <= ?", (last,))
 
     def _dropped(self, sink: str, count: int) -> None:
         if self.on_drop is not None:
@@ -379,6 +539,7 @@ class Spool:
         floor = conn.execute("SELECT MIN(seq) FROM cursors").fetchone()[0]
         if floor is not None:
             conn.execute("DELETE FROM records WHERE only_sink IS NULL AND seq <= ?", (floor,))
+            conn.execute("DELETE FROM batches WHERE last <= ?", (floor,))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
@@ -408,6 +569,20 @@ class Spool:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+
+@dataclass(frozen=True, slots=True)
+class _NewBatch:
+    """A loop batch's events on their way in, with their stored form (:func:`_new_batch` encodes it)."""
+
+    bastion: str
+    events: Sequence[Event]
+    added: float
+    body: bytes
+
+
+def _new_batch(bastion: str, events: Sequence[Event], added: float) -> _NewBatch:
+    return _NewBatch(bastion, events, added, encode_events(bastion, events))
 
 
 def _connect(path: Path) -> sqlite3.Connection:
