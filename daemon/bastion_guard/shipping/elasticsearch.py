@@ -22,7 +22,6 @@ are never formatted into a message.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -36,7 +35,7 @@ from bastion_guard.shipping import ecs
 from bastion_guard.shipping.base import Delivery, Health, Result
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
 from bastion_guard.shipping.records import Record
-from bastion_guard.shipping.secrets import redact_url
+from bastion_guard.shipping.secrets import is_loopback_host, redact_url
 
 log = logging.getLogger("bastiond.shipping")
 # The transport logs every request at INFO ("putting on N second timeout" per retry while the cluster is
@@ -192,17 +191,9 @@ def build_elasticsearch(config: ElasticsearchConfig, name: str) -> Elasticsearch
     if config.api_key is not None or config.password is not None:
         for host in config.hosts:
             parts = urlsplit(host)
-            if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
                 # Allowed (a private demo network, a cluster behind a TLS-terminating sidecar) but never quiet.
                 log.warning("sink %s sends credentials to %s over plain http: use https:// and ca_file", name,
                             redact_url(host))
     return ElasticsearchSink(config, name)
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

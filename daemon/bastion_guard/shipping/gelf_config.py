@@ -33,7 +33,6 @@ runs it); the password is read when the sink is built.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from bastion_guard.shipping.gelf_chunks import (
     Compression,
 )
 from bastion_guard.shipping.records import RecordKind
-from bastion_guard.shipping.secrets import SecretRef, secret_ref
+from bastion_guard.shipping.secrets import SecretRef, is_loopback_host, secret_ref
 
 DEFAULT_PORT = 12201  # Graylog's GELF inputs, UDP and TCP alike
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # Graylog's HTTP input max_chunk_size default: longer bodies get 413
@@ -57,7 +56,6 @@ _MIN_BODY_BYTES = 1024
 _MAX_PORT = 65535
 _MIN_CHUNK_BYTES = 256  # smaller would spend more on the 12-byte header than it saves
 _CHUNK_SIZES = {"wan": WAN_CHUNK_BYTES, "lan": LAN_CHUNK_BYTES}
-_LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
 
 class GelfError(BastionError):
@@ -270,18 +268,9 @@ def _basic_auth(
         section.problem("username", "is required with a password")
     elif password is None:
         section.problem("password_file", "is required with a username (or password_env)")
-    elif tls is None and not _is_loopback(host):
+    elif tls is None and not is_loopback_host(host):
         section.problem("username", "basic auth over plain HTTP would send the password in clear text: add tls")
     return username, password
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _kinds(section: Fields) -> frozenset[RecordKind]:

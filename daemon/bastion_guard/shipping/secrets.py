@@ -16,6 +16,7 @@ gives the form that may be shown (scheme and host only).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import stat
@@ -102,6 +103,17 @@ def secret_ref(section: Fields, name: str, *, required: bool = False, inline: bo
             section.problem(f"{name}_file", f"is required (or {name}_env)")
         return None
     return SecretRef(Path(file)) if file else SecretRef(env=env)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine: the one place where credentials may travel
+    over plain http or TCP without being exposed on a network."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def redact_url(url: str) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,7 +33,7 @@ from bastion_guard.config.fielddoc import KeyDoc, doc, docs, internal
 from bastion_guard.decisions import Verdict
 from bastion_guard.rules.fields import Fields
 from bastion_guard.shipping.records import RecordKind
-from bastion_guard.shipping.secrets import SecretRef, secret_ref
+from bastion_guard.shipping.secrets import SecretRef, is_loopback_host, secret_ref
 
 
 class Format(enum.StrEnum):
@@ -178,18 +177,9 @@ def check_url(url: str) -> str | None:
         return "must be an https:// URL"
     if parts.username or parts.password:
         return "must not carry user:password (use a signing secret or a token URL from url_file)"
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback_host(host):
         return "must be https:// (plain http only to this host: 127.0.0.1, ::1, localhost)"
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _url(section: Fields, form: Format) -> tuple[str | None, SecretRef | None]:
