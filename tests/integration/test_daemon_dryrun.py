@@ -14,139 +14,62 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from bastiond_process import BastiondProcess, failed_password
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _line(ip: str, pid: int, user: str = "root") -> str:
-    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-    return f"{stamp} bastion sshd[{pid}]: Failed password for {user} from {ip} port {40000 + pid % 1000} ssh2\n"
+    return failed_password(user, ip, pid=pid, port=40000 + pid % 1000)
 
 
-class Bastiond:
-    """One bastiond process on a temporary layout, and bastionctl against it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.log = root / "auth.log"
-        self.rules = root / "rules"
-        self.socket = root / "run" / "bastiond.sock"
-        self.config = root / "bastiond.yaml"
-        self.config.write_text(
-            f"sources: [{{type: file, path: {self.log}}}]\n"
-            f"rules_dir: {self.rules}\nstate_dir: {root / 'state'}\nruntime_dir: {root / 'run'}\n"
-            "firewall: {backend: dry-run}\n"
-        )
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        """Start the daemon and wait until its control socket answers."""
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.socket.exists() and self.ctl("status").returncode == 0:
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"bastiond exited: {self.process.stdout.read() if self.process.stdout else ''}")
-            time.sleep(0.05)
-        raise AssertionError("bastiond did not come up")
-
-    def stop(self) -> str:
-        """SIGTERM and wait; return what it logged."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=20)
-        assert self.process.returncode == 0, output
-        self.process = None
-        return output
-
-    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run bastionctl against this daemon."""
-        return subprocess.run(
-            [sys.executable, "-m", "bastion_guard.cli.bastionctl", *args, "--socket", str(self.socket)],
-            capture_output=True, text=True, check=False, timeout=30,
-        )
-
-    def status(self) -> dict[str, object]:
-        """``bastionctl status -o json``."""
-        result = self.ctl("status", "-o", "json")
-        assert result.returncode == 0, result.stderr
-        data: dict[str, object] = json.loads(result.stdout)
-        return data
-
-    def lines_seen(self) -> int:
-        """Lines the (single) source processed in this run."""
-        sources = self.status()["sources"]
-        assert isinstance(sources, list)
-        return int(sources[0]["lines"])
-
-    def wait_lines(self, expected: int) -> None:
-        """Wait until the daemon processed ``expected`` lines in this run."""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.lines_seen() >= expected:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"processed {self.lines_seen()} lines, expected {expected}")
-
-    def bans(self) -> list[str]:
-        """Active ban targets."""
-        result = self.ctl("bans", "list", "-o", "json")
-        assert result.returncode == 0, result.stderr
-        return sorted(ban["target"] for ban in json.loads(result.stdout))
+def _bans(daemon: BastiondProcess) -> list[str]:
+    """Active ban targets."""
+    result = daemon.ctl("bans", "list", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return sorted(ban["target"] for ban in json.loads(result.stdout))
 
 
 @pytest.fixture
-def bastiond(tmp_path: Path) -> Iterator[Bastiond]:
-    """A daemon layout with the shipped rules; the process is killed at the end if still running."""
+def bastiond(tmp_path: Path) -> Iterator[BastiondProcess]:
+    """A daemon layout with the shipped rules; the process is stopped at the end if still running."""
     shutil.copytree(REPO / "rules", tmp_path / "rules")
-    daemon = Bastiond(tmp_path)
+    daemon = BastiondProcess(tmp_path)
     daemon.log.write_text("")
     yield daemon
-    if daemon.process is not None:
-        daemon.process.kill()
-        daemon.process.communicate()  # reap it and close its output pipe
+    daemon.close()
 
 
-def _append(path: Path, lines: list[str]) -> None:
-    with path.open("a") as out:
-        out.writelines(lines)
-
-
-def test_bans_restart_exactly_once_and_control(bastiond: Bastiond) -> None:
+def test_bans_restart_exactly_once_and_control(bastiond: BastiondProcess) -> None:
     """Lines written while stopped are processed once after restart; bans outlive the restart; control works."""
     bastiond.start()
-    _append(bastiond.log, [_line("203.0.113.5", 100 + i) for i in range(5)])
+    bastiond.append([_line("203.0.113.5", 100 + i) for i in range(5)])
     bastiond.wait_lines(5)
-    assert bastiond.bans() == ["203.0.113.5"]
+    assert _bans(bastiond) == ["203.0.113.5"]
     assert bastiond.ctl("ban", "198.51.100.9", "--for", "10m", "--reason", "test").returncode == 0
     bastiond.stop()
 
     # Written while the daemon is down: must be read exactly once after the restart.
-    _append(bastiond.log, [_line("203.0.113.6", 200 + i) for i in range(5)])
+    bastiond.append([_line("203.0.113.6", 200 + i) for i in range(5)])
     bastiond.start()
     bastiond.wait_lines(5)
     time.sleep(0.3)
-    assert bastiond.lines_seen() == 5, "lines before the saved position were read again"
-    assert bastiond.bans() == ["198.51.100.9", "203.0.113.5", "203.0.113.6"]
+    assert bastiond.lines_read() == 5, "lines before the saved position were read again"
+    assert _bans(bastiond) == ["198.51.100.9", "203.0.113.5", "203.0.113.6"]
 
     explain = bastiond.ctl("explain", "203.0.113.6")
     assert explain.returncode == 0 and "sshd-bruteforce" in explain.stdout
     assert bastiond.ctl("unban", "203.0.113.6").returncode == 0
     assert bastiond.ctl("unban", "203.0.113.6").returncode == 0, "unban is idempotent"
-    assert bastiond.bans() == ["198.51.100.9", "203.0.113.5"]
+    assert _bans(bastiond) == ["198.51.100.9", "203.0.113.5"]
     assert bastiond.ctl("ban", "not-an-address").returncode == 2
     assert oct(bastiond.socket.stat().st_mode & 0o777) == "0o600"
 
 
-def test_bad_rules_never_replace_good_ones(bastiond: Bastiond) -> None:
+def test_bad_rules_never_replace_good_ones(bastiond: BastiondProcess) -> None:
     """A reload with a broken rule file fails and the running rules stay; SIGHUP does the same safely."""
     bastiond.start()
     (bastiond.rules / "broken.yaml").write_text("kind: rule\nname: x\nthreshold: {count: nope}\n")
@@ -174,17 +97,14 @@ def test_check_config_reports_location(tmp_path: Path) -> None:
     assert "bastiond.yaml:2:12: firewall.backend: must be one of nftables, ipset, dry-run" in result.stderr
 
 
-def test_systemd_notification(bastiond: Bastiond) -> None:
+def test_systemd_notification(bastiond: BastiondProcess) -> None:
     """Under systemd (NOTIFY_SOCKET set) bastiond says READY=1 once up and pings the watchdog."""
     notify_path = bastiond.root / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(str(notify_path))
         listener.settimeout(15)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
-        bastiond.process = subprocess.Popen(
-            [sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(bastiond.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )
+        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
+        bastiond.start(env=env, wait=False)
         messages = [listener.recv(4096).decode() for _ in range(3)]
     assert "READY=1" in messages[0]
     assert any("WATCHDOG=1" in message for message in messages[1:])
@@ -192,7 +112,7 @@ def test_systemd_notification(bastiond: Bastiond) -> None:
     assert "ready" in output
 
 
-def test_missing_nft_is_a_clear_error_at_start(bastiond: Bastiond) -> None:
+def test_missing_nft_is_a_clear_error_at_start(bastiond: BastiondProcess) -> None:
     """With the nftables backend and no ``nft`` on PATH, bastiond refuses to start and says what to install."""
     bastiond.config.write_text(bastiond.config.read_text().replace("dry-run", "nftables"))
     empty = bastiond.root / "empty-path"

@@ -17,17 +17,15 @@ drains into it.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from realparts import stop_process, wait_until
+from bastiond_process import BastiondProcess, failed_password
+from realparts import wait_until
 from test_audit_real_sshd import Bench, audit, bench
 
 from doubles.es_double import ElasticsearchDouble
@@ -82,28 +80,13 @@ def _check_config(config: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _attack(log: Path) -> list[str]:
+def _attack(daemon: BastiondProcess) -> list[str]:
     """Failed logins from one address as sshd logs them, enough for sshd-bruteforce to ban; one user name
     tries to blame another address. Returns the user names."""
     users = ["admin", "oracle", "ubuntu", "test", "evil from 203.0.113.9 port 22", "postgres"]
-    with log.open("a") as out:
-        for serial, user in enumerate(users):
-            stamp = datetime.now(UTC).isoformat(timespec="microseconds")
-            out.write(f"{stamp} bastion sshd[{3000 + serial}]: Failed password for invalid user {user} from "
-                      f"{ATTACKER} port {50000 + serial} ssh2\n")
+    daemon.append(failed_password(user, ATTACKER, pid=3000 + serial, port=50000 + serial, invalid=True)
+                  for serial, user in enumerate(users))
     return users
-
-
-def _sink(socket_path: Path, name: str) -> dict[str, Any]:
-    """The sink's entry in ``bastionctl status -o json``."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bastion_guard.cli.bastionctl", "status", "-o", "json", "--socket", str(socket_path)],
-        capture_output=True, text=True, check=False, timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    [sink] = [sink for sink in json.loads(result.stdout)["shipping"]["sinks"] if sink["name"] == name]
-    found: dict[str, Any] = sink
-    return found
 
 
 def _gelf(receiver: TcpReceiver, kind: str) -> list[dict[str, Any]]:
@@ -121,18 +104,11 @@ def test_demo_configuration_ships_to_elasticsearch_and_graylog(tmp_path: Path) -
     config = _local_copy(tmp_path, elasticsearch.url, graylog.port)
     _check_config(DEMO_CONFIG)  # as the image build runs it
     _check_config(config)
-    (tmp_path / "auth.log").write_text("")
-    socket_path = tmp_path / "run" / "bastiond.sock"
-    daemon_log = tmp_path / "bastiond.log"
-    with daemon_log.open("wb") as output:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(config)],
-            stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "ELASTIC_PASSWORD": ELASTIC_PASSWORD},
-        )
+    daemon = BastiondProcess(tmp_path, config=config)
+    daemon.log.write_text("")
     try:
-        wait_until(lambda: socket_path.exists() or daemon.poll() is not None, "the control socket")
-        assert daemon.poll() is None, daemon_log.read_text()
-        users = _attack(tmp_path / "auth.log")
+        daemon.start(env={"ELASTIC_PASSWORD": ELASTIC_PASSWORD})
+        users = _attack(daemon)
 
         # Graylog: every event and the ban, at once, as valid GELF.
         wait_until(lambda: len(_gelf(graylog, "event")) == len(users) and bool(_gelf(graylog, "decision")),
@@ -146,13 +122,13 @@ def test_demo_configuration_ships_to_elasticsearch_and_graylog(tmp_path: Path) -
             "ban", "sshd-bruteforce", ATTACKER)
 
         # Elasticsearch down: the records wait in the spool, and bastionctl status says so.
-        wait_until(lambda: not _sink(socket_path, "elasticsearch")["healthy"], "the sink to report the outage",
+        wait_until(lambda: not daemon.sink("elasticsearch")["healthy"], "the sink to report the outage",
                    timeout=SHIP_TIMEOUT)
-        assert _sink(socket_path, "elasticsearch")["depth"] >= len(users) + 1
-        assert _sink(socket_path, "graylog")["depth"] == 0
+        assert daemon.sink("elasticsearch")["depth"] >= len(users) + 1
+        assert daemon.sink("graylog")["depth"] == 0
 
         elasticsearch.come_up()
-        wait_until(lambda: _sink(socket_path, "elasticsearch")["depth"] == 0, "the backlog to drain",
+        wait_until(lambda: daemon.sink("elasticsearch")["depth"] == 0, "the backlog to drain",
                    timeout=SHIP_TIMEOUT)
         with elasticsearch.lock:
             auth = list(elasticsearch.documents.get("logs-bastion.auth-demo", {}).values())
@@ -169,10 +145,8 @@ def test_demo_configuration_ships_to_elasticsearch_and_graylog(tmp_path: Path) -
         assert {doc["rule"]["name"] for doc in bans} == {"sshd-bruteforce"}
         assert {"logs-bastion.auth", "logs-bastion.audit"} <= templates  # what the data view logs-bastion.* reads
 
-        daemon.terminate()
-        assert daemon.wait(timeout=30) == 0, daemon_log.read_text()
-        assert ELASTIC_PASSWORD not in daemon_log.read_text()
+        assert ELASTIC_PASSWORD not in daemon.stop()
     finally:
-        stop_process(daemon)
+        daemon.close()
         graylog.close()
         elasticsearch.stop()

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bastiond_process import BastiondProcess
 from promserver import Prometheus, missing, running_prometheus
 from realparts import free_port, wait_until
 
@@ -110,23 +108,18 @@ def graylog() -> Iterator[TcpReceiver]:
 def prometheus(tmp_path_factory: pytest.TempPathFactory, graylog: TcpReceiver) -> Iterator[Prometheus]:
     """A real bastiond banning from a live log, and a real Prometheus scraping it with the demo's config."""
     root = tmp_path_factory.mktemp("dashboard")
-    log = root / "auth.log"
-    log.write_text("")
     metrics_port = free_port()
-    config = root / "bastiond.yaml"
-    config.write_text(yaml.safe_dump({
-        "sources": [{"type": "file", "path": str(log)}], "rules_dir": str(REPO / "rules"),
-        "state_dir": str(root / "state"), "runtime_dir": str(root / "run"), "firewall": {"backend": "dry-run"},
+    daemon = BastiondProcess(root, rules_dir=REPO / "rules", settings=yaml.safe_dump({
         "metrics": {"address": "127.0.0.1", "port": metrics_port},
         "sinks": [{"type": "gelf", "name": SINK, "transport": "tcp", "host": "127.0.0.1", "port": graylog.port}],
     }))
-    with (root / "bastiond.log").open("wb") as daemon_log:
-        daemon = subprocess.Popen([sys.executable, "-m", "bastion_guard.cli.bastiond", "--config", str(config)],
-                                  stdout=daemon_log, stderr=subprocess.STDOUT)
-    feeder = Feeder(log)
+    daemon.log.write_text("")
+    feeder = Feeder(daemon.log)
     try:
+        daemon.start()
+
         def banned() -> bool:
-            assert daemon.poll() is None, (root / "bastiond.log").read_text()
+            assert daemon.running(), daemon.output()
             try:
                 return re.search(r"^bastion_banned_addresses [1-9]", _metrics_text(metrics_port), re.MULTILINE) is not None
             except OSError:
@@ -145,12 +138,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, graylog: TcpReceiver) -
             yield server
     finally:
         feeder.stop.set()
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(timeout=20)
+        daemon.close()
 
 
 def test_dashboard_uses_only_metrics_bastiond_exposes() -> None:

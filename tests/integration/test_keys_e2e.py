@@ -8,9 +8,7 @@ The tests run in file order and build on each other's state, as an operator's da
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from typing import Any
 import keylab
 import netns
 import pytest
+from bastiond_process import BastiondProcess
 
 pytestmark = [pytest.mark.root, pytest.mark.sshd, pytest.mark.rsyslog]
 WAIT = 30.0
@@ -214,40 +213,16 @@ def test_a_missing_krl_is_recreated_and_unlocks_everyone(lab: keylab.Lab) -> Non
     assert not _revoked(lab, Path(f"{lab.users['alice'].key}.pub")), "the recreated KRL starts empty"
 
 
-class _Daemon:
-    """bastiond on the bastion, logging to a file (``-v``: the schedule's checks are logged too)."""
+def _bastiond(lab: keylab.Lab) -> BastiondProcess:
+    """bastiond on the bastion (``-v``: the schedule's checks are logged too)."""
+    return BastiondProcess(lab.workdir, config=lab.config, log=lab.rsyslog.auth_log, arguments=["-v"],
+                           wrap=lab.on_bastion)
 
-    def __init__(self, lab: keylab.Lab) -> None:
-        self.lab = lab
-        # Not beside auth.log: the daemon watches that directory, and with -v it would log (debug) every
-        # write to its own log, which it would see, and log again.
-        self.log = lab.workdir / "daemon-output" / "bastiond.log"
-        self.log.parent.mkdir(exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> int:
-        """Start it; return the log's length before, to look for lines of this run only."""
-        since = len(self.text())
-        argv, env = self.lab.on_bastion([sys.executable, "-m", "bastion_guard.cli.bastiond", "-v",
-                                         "--config", str(self.lab.config)])
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        assert self.wait_for("ready:", since), self.text()[since:]
-        return since
-
-    def text(self) -> str:
-        """The whole log so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def wait_for(self, needle: str, since: int) -> bool:
-        """Wait until ``needle`` appears after offset ``since``."""
-        return netns.wait_until(lambda: needle in self.text()[since:], WAIT, step=0.1)
-
-    def stop(self) -> None:
-        """SIGTERM and wait."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
+def _logs(daemon: BastiondProcess, needle: str, *, this_run: bool = False) -> bool:
+    """Wait until ``needle`` appears in the daemon's output (of the latest run only, with ``this_run``)."""
+    return netns.wait_until(lambda: needle in (daemon.run_output() if this_run else daemon.output()), WAIT,
+                            step=0.1)
 
 
 def _ledger(lab: keylab.Lab) -> dict[str, Any]:
@@ -276,22 +251,23 @@ def test_scheduled_departures_fire_from_bastiond(lab: keylab.Lab) -> None:
     ledger["last_rotated"]["ai-user"] = two_hours_ago  # as if the rotation of the first test was long ago
     (lab.state_dir / "keys" / "ledger.json").write_text(json.dumps(ledger))
     before = keylab.fingerprint(lab.shared_key)
-    daemon = _Daemon(lab)
+    daemon = _bastiond(lab)
     try:
-        daemon.start()
-        assert netns.wait_until(lambda: _offboarded(lab, "carol"), WAIT, step=0.1), daemon.text()
+        daemon.start(timeout=WAIT)
+        assert _logs(daemon, "ready:"), daemon.output()
+        assert netns.wait_until(lambda: _offboarded(lab, "carol"), WAIT, step=0.1), daemon.output()
         assert netns.wait_until(lambda: _ledger(lab)["last_rotated"]["ai-user"] > two_hours_ago, WAIT, step=0.1), \
-            daemon.text()
+            daemon.output()
         assert keylab.fingerprint(lab.shared_key) != before
         for target in (keylab.T1, keylab.T2):
             assert lab.jump("bob", lab.shared_key, target).returncode == 0, target
         assert _revoked(lab, Path(f"{lab.users['carol'].key}.pub"))
-        assert netns.wait_until(lambda: _offboarded(lab, "dave"), WAIT, step=0.1), daemon.text()
+        assert netns.wait_until(lambda: _offboarded(lab, "dave"), WAIT, step=0.1), daemon.output()
         # Fired at its time, not before (how long after depends on the machine's load: not asserted).
         assert _ledger(lab)["offboardings"]["dave"]["started"] >= dave_departs
         assert _revoked(lab, Path(f"{lab.users['dave'].key}.pub"))
         assert lab.login_bastion("dave").returncode != 0
-        assert daemon.wait_for(f"alert departed-user-login: {lab.account('dave')}", 0), daemon.text()
+        assert _logs(daemon, f"alert departed-user-login: {lab.account('dave')}"), daemon.output()
 
         assert lab.login_bastion("bob").returncode == 0
         bob_fp = lab.users["bob"].fingerprint
@@ -301,14 +277,15 @@ def test_scheduled_departures_fire_from_bastiond(lab: keylab.Lab) -> None:
             return any(row["fingerprint"] == bob_fp and row["last_used"] is not None for row in rows)
 
         assert netns.wait_until(bob_seen, WAIT, step=0.2)
-        daemon.stop()
-        assert daemon.text().count("departure of carol is due") == 1
+        daemon.stop(timeout=60)
+        assert daemon.output().count("departure of carol is due") == 1
 
-        since = daemon.start()
-        assert daemon.wait_for("key schedule checked: 0 due", since), daemon.text()[since:]
-        assert "departure of" not in daemon.text()[since:]
+        daemon.start(timeout=WAIT)
+        assert _logs(daemon, "key schedule checked: 0 due", this_run=True), daemon.run_output()
+        assert "departure of" not in daemon.run_output()
+        daemon.stop(timeout=60)
     finally:
-        daemon.stop()
+        daemon.close()
     rows = {row["owner"]: row for row in _json(lab.bastionctl("keys", "list", "-o", "json"))
             if row["kind"] == "personal"}
     assert rows["carol"]["state"] == rows["dave"]["state"] == rows["alice"]["state"] == "revoked"
