@@ -34,8 +34,9 @@ from elasticsearch import ApiError, Elasticsearch
 
 from bastion_guard.shipping import ecs
 from bastion_guard.shipping.base import Delivery, Health, Result
+from bastion_guard.shipping.ecs_ndjson import event_lines
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
-from bastion_guard.shipping.records import Record
+from bastion_guard.shipping.records import Record, RecordKind
 from bastion_guard.shipping.secrets import redact_url
 
 log = logging.getLogger("bastiond.shipping")
@@ -90,16 +91,11 @@ class ElasticsearchSink:
 
     def deliver(self, records: Sequence[Record]) -> Sequence[Delivery]:
         """One bulk request; one :class:`Delivery` per record, in order."""
-        namespace = self._config.namespace
-        operations: list[bytes] = []  # encoded here: the client passes NDJSON lines given as bytes through as they are
-        dumps = orjson.dumps
-        for record in records:
-            operations.append(dumps({"create": {"_index": ecs.data_stream(record, namespace), "_id": record.id}}))
-            operations.append(dumps(ecs.to_document(record, namespace)))
+        body = bulk_body(records, self._config.namespace)
         try:
             if not self._set_up:
                 self._setup()
-            response = self._client.bulk(operations=operations)  # type: ignore[arg-type]  # bytes lines pass through
+            response = self._client.bulk(operations=body)  # type: ignore[arg-type]  # NDJSON bytes pass through
         except ApiError as error:
             return [_whole_request_failed(error)] * len(records)
         except TransportError as error:
@@ -156,6 +152,22 @@ class ElasticsearchSink:
             )
         self._set_up = True
         log.info("sink %s: index templates and ILM policy %s installed", self.name, ILM_POLICY)
+
+
+def bulk_body(records: Sequence[Record], namespace: str) -> bytes:
+    """The whole ``_bulk`` request body, encoded here as one bytes object (the client sends it as it is).
+
+    Parsed lines (nearly all of the volume) go through the templates of :mod:`ecs_ndjson`, which write
+    the same bytes as the generic path below at a fraction of its cost."""
+    dumps, lines, event = orjson.dumps, event_lines, RecordKind.EVENT
+    parts: list[bytes] = []
+    for record in records:
+        if record.kind is event:
+            parts.append(lines(record, namespace))
+        else:
+            parts += (dumps({"create": {"_index": ecs.data_stream(record, namespace), "_id": record.id}}), b"\n",
+                      dumps(ecs.to_document(record, namespace)), b"\n")
+    return b"".join(parts)
 
 
 def _item_delivery(item: dict[str, Any]) -> Delivery:
