@@ -16,7 +16,7 @@ from bastion_guard.events import Event, Kind, Outcome
 from bastion_guard.parsing import LineParser
 from bastion_guard.shipping.ecs import data_stream, to_document
 from bastion_guard.shipping.ecs_ndjson import event_lines
-from bastion_guard.shipping.records import Record, event_record
+from bastion_guard.shipping.records import Record, event_id, event_record, record_id
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 HOSTILE_USERS = ("", "root", 'a"b\\c', "é\u2028\u0000\x1f</script>", "123456", " spaced user ", "ü" * 300)
@@ -28,8 +28,8 @@ def _reference(record: Record, namespace: str) -> bytes:
     return orjson.dumps(action) + b"\n" + orjson.dumps(to_document(record, namespace)) + b"\n"
 
 
-def _assert_same(record: Record, namespace: str = "default") -> None:
-    fast, reference = event_lines(record, namespace), _reference(record, namespace)
+def _assert_same(event: Event, bastion: str = "bastion1", namespace: str = "default") -> None:
+    fast, reference = event_lines(event, bastion, namespace), _reference(event_record(event, bastion), namespace)
     assert [orjson.loads(line) for line in fast.splitlines()] == [
         orjson.loads(line) for line in reference.splitlines()]
     assert fast == reference
@@ -60,7 +60,7 @@ def _events() -> list[Event]:
 @pytest.mark.parametrize("event", _events(), ids=lambda event: f"{event.kind.value}-{event.outcome.value}")
 def test_every_kind_is_the_reference_document(event: Event) -> None:
     """Same bytes as the reference for each kind, outcome and mix of optional fields."""
-    _assert_same(event_record(event, "bastion1"))
+    _assert_same(event)
 
 
 @pytest.mark.parametrize("bastion", ["", 'b"1\\', "bastion-é"])
@@ -68,14 +68,25 @@ def test_every_kind_is_the_reference_document(event: Event) -> None:
 def test_other_bastions_and_namespaces(bastion: str, namespace: str) -> None:
     """The per-(namespace, bastion) templates are filled in for each, escaped like the rest."""
     for event in _events()[:20]:
-        _assert_same(event_record(event, bastion), namespace)
+        _assert_same(event, bastion, namespace)
 
 
-def test_missing_fields_in_a_body_are_handled_as_the_reference_does() -> None:
-    """A body without the optional keys (or with an unknown kind) still gives the reference document."""
-    _assert_same(Record("0" * 32, event_record(_events()[0], "b").kind, 12.5, {}))
-    _assert_same(Record("1" * 32, event_record(_events()[0], "b").kind, 0.0, {"kind": "from_the_future",
-                                                                                "outcome": "info", "program": "x"}))
+def test_an_event_with_nothing_optional_is_the_reference() -> None:
+    """Every optional field None, empty program, source and raw: the reference leaves the same parts out."""
+    bare = Event(0.0, 0, None, "", None, Kind.CONNECTION, Outcome.INFO, None, None, None)
+    _assert_same(bare)
+    _assert_same(bare._replace(program="sshd", raw="sshd: hello", repeat=0, position=-1))
+
+
+def test_ids_are_record_ids() -> None:
+    """``event_id`` is the id :func:`record_id` gives the same parts (Elasticsearch's ``_id``: pinned)."""
+    for event in _events():
+        for bastion in ("bastion1", "", "é\u0000"):
+            assert event_id(event, bastion) == record_id("event", bastion, event.source, event.position,
+                                                         event.epoch, event.raw)
+    surrogate = _events()[0]._replace(raw="bad byte \udcff")
+    assert event_id(surrogate, "b") == record_id("event", "b", surrogate.source, surrogate.position,
+                                                 surrogate.epoch, surrogate.raw)
 
 
 @pytest.mark.parametrize("name", ["real_sshd_rfc3339.log", "real_sshd_traditional.log"])
@@ -87,6 +98,6 @@ def test_the_real_sshd_corpus_is_the_reference(name: str) -> None:
     for position, line in enumerate(path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()):
         event = parser.parse(line, f"file:{path}", position)
         if isinstance(event, Event):
-            _assert_same(event_record(event, "bastion1"))
+            _assert_same(event)
             count += 1
     assert count > 10

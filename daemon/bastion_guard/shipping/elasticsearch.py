@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,8 +36,9 @@ from bastion_guard.shipping import ecs
 from bastion_guard.shipping.base import Delivery, Health, Result
 from bastion_guard.shipping.ecs_ndjson import event_lines
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
-from bastion_guard.shipping.records import Record, RecordKind
+from bastion_guard.shipping.records import Record
 from bastion_guard.shipping.secrets import redact_url
+from bastion_guard.shipping.spool import Queued
 
 log = logging.getLogger("bastiond.shipping")
 # The transport logs every request at INFO ("putting on N second timeout" per retry while the cluster is
@@ -91,21 +92,38 @@ class ElasticsearchSink:
 
     def deliver(self, records: Sequence[Record]) -> Sequence[Delivery]:
         """One bulk request; one :class:`Delivery` per record, in order."""
-        body = bulk_body(records, self._config.namespace)
+        return self._bulk(bulk_body(records, self._config.namespace), len(records))
+
+    def deliver_queued(self, items: Sequence[Queued]) -> Sequence[Delivery]:
+        """:meth:`deliver` for what the worker read from the spool: parsed lines are encoded from their
+        events (:func:`~bastion_guard.shipping.ecs_ndjson.event_lines`), with no record built for them."""
+        namespace = self._config.namespace
+        lines, dumps = event_lines, orjson.dumps
+        parts: list[bytes] = []
+        for item in items:
+            event = item.event
+            if event is not None:
+                parts.append(lines(event, item.bastion, namespace))
+            else:
+                parts += _record_lines(item.record, namespace, dumps)
+        return self._bulk(b"".join(parts), len(items))
+
+    def _bulk(self, body: bytes, count: int) -> Sequence[Delivery]:
+        """Send one ``_bulk`` body of ``count`` documents; one :class:`Delivery` per document, in order."""
         try:
             if not self._set_up:
                 self._setup()
             response = self._client.bulk(operations=body)  # type: ignore[arg-type]  # NDJSON bytes pass through
         except ApiError as error:
-            return [_whole_request_failed(error)] * len(records)
+            return [_whole_request_failed(error)] * count
         except TransportError as error:
             return [Delivery(Result.RETRY, f"cannot reach Elasticsearch: {type(error).__name__}: {error.message}")
-                    ] * len(records)
+                    ] * count
         items = response.body.get("items", [])
-        if len(items) != len(records):
-            return [Delivery(Result.RETRY, f"bulk answered {len(items)} items for {len(records)}")] * len(records)
+        if len(items) != count:
+            return [Delivery(Result.RETRY, f"bulk answered {len(items)} items for {count}")] * count
         if response.body.get("errors") is False:  # every item created: no need to look at each one
-            return [_DELIVERED] * len(records)
+            return [_DELIVERED] * count
         return [_item_delivery(item) for item in items]
 
     def health(self) -> Health:
@@ -155,19 +173,18 @@ class ElasticsearchSink:
 
 
 def bulk_body(records: Sequence[Record], namespace: str) -> bytes:
-    """The whole ``_bulk`` request body, encoded here as one bytes object (the client sends it as it is).
-
-    Parsed lines (nearly all of the volume) go through the templates of :mod:`ecs_ndjson`, which write
-    the same bytes as the generic path below at a fraction of its cost."""
-    dumps, lines, event = orjson.dumps, event_lines, RecordKind.EVENT
+    """The whole ``_bulk`` request body for ``records``, as one bytes object (the client sends it as it is)."""
+    dumps = orjson.dumps
     parts: list[bytes] = []
     for record in records:
-        if record.kind is event:
-            parts.append(lines(record, namespace))
-        else:
-            parts += (dumps({"create": {"_index": ecs.data_stream(record, namespace), "_id": record.id}}), b"\n",
-                      dumps(ecs.to_document(record, namespace)), b"\n")
+        parts += _record_lines(record, namespace, dumps)
     return b"".join(parts)
+
+
+def _record_lines(record: Record, namespace: str, dumps: Callable[[Any], bytes]) -> tuple[bytes, ...]:
+    """One record's ``create`` action and ECS document, newline-terminated (the reference path)."""
+    return (dumps({"create": {"_index": ecs.data_stream(record, namespace), "_id": record.id}}), b"\n",
+            dumps(ecs.to_document(record, namespace)), b"\n")
 
 
 def _item_delivery(item: dict[str, Any]) -> Delivery:
