@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from bastion_guard.events import Event
+from bastion_guard.parsing import LineParser
 from bastion_guard.shipping.base import Result
+from bastion_guard.shipping.ecs import to_document
 from bastion_guard.shipping.elasticsearch import ElasticsearchSink, build_elasticsearch
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
-from bastion_guard.shipping.records import Record, RecordKind, action_record
+from bastion_guard.shipping.records import Record, RecordKind, action_record, event_record
 from bastion_guard.shipping.secrets import SecretRef
 from bastion_guard.shipping.spool import Spool
 from bastion_guard.shipping.worker import Backoff, Worker
@@ -220,3 +223,36 @@ def test_credentials_over_plain_http_to_another_host_are_warned_about(
                                                 password=password), "remote").close()
     assert "over plain http" in caplog.text and "es.internal" in caplog.text
     assert "s3cret-value" not in caplog.text
+
+
+def test_spooled_events_arrive_as_the_reference_documents_and_rejects_are_dead_lettered_as_records(
+        tmp_path: Path, double: ElasticsearchDouble) -> None:
+    """Through the worker's event path (``deliver_queued``: no records built): the double stores exactly
+    ``to_document`` of each event's record, decisions beside them; a line the cluster rejects becomes a dead
+    letter holding the record ``event_record`` builds, and a replayed dead letter goes by the record path."""
+    parser = LineParser(0.0)
+    lines = [
+        "2025-03-04T10:15:02.123456+00:00 bastion1 sshd[4242]: Failed password for invalid user admin "
+        "from 203.0.113.7 port 54676 ssh2",
+        "2025-03-04T10:15:03.000001+00:00 bastion1 sshd[4243]: Invalid user \"bob\\x\" from 2001:db8::7 port 2",
+        "2025-03-04T10:16:40.001122+00:00 bastion1 sshd[4311]: Accepted publickey for alice from "
+        "198.51.100.23 port 50522 ssh2: ED25519 SHA256:8nisd74JOfd9pbwnqd/f/D6D6qSl9lEc0CFglfW/FZE",
+    ]
+    events = [event for n, line in enumerate(lines)
+              if isinstance(event := parser.parse(line, "file:/var/log/auth.log", n * 100), Event)]
+    assert len(events) == len(lines)
+    spool = Spool.open(tmp_path / "spool.db", ["es"])
+    spool.append_batch(events, "bastion1", records(2))
+    double.reject_field("bastion.ssh.fingerprint")  # only the accepted login carries one
+    worker = Worker(sink_for(double.url), spool, backoff=Backoff(0.01, 0.1))
+    assert worker.run_once()
+    expected = {record.id: to_document(record, "default") for record in map(event_record, events, ["bastion1"] * 3)}
+    accepted = {rid: doc for rid, doc in expected.items() if rid != event_record(events[2], "bastion1").id}
+    assert double.documents["logs-bastion.auth-default"] == accepted
+    assert double.ids(AUDIT) == {record.id for record in records(2)}
+    letters = spool.dead_letters("es")
+    assert [letter.record for letter in letters] == [event_record(events[2], "bastion1")]
+    assert letters[0].reason.startswith("400 mapper_parsing_exception")
+    double.accept_all_fields()
+    assert spool.replay() == 1 and worker.run_once()
+    assert double.documents["logs-bastion.auth-default"] == expected

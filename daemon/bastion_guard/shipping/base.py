@@ -48,6 +48,10 @@ class Sink(Protocol):
 
     A sink may set ``preferred_batch_size`` (an int attribute) when it needs to see more records at once
     than the worker's default, for example a webhook that folds what is over its rate limit into digests.
+    A sink may also have ``deliver_queued(items)``, taking the spool's
+    :class:`~bastion_guard.shipping.spool.Queued` items as they are read (a parsed line as its event, with no
+    record built): the worker calls it instead of :meth:`deliver` (the Elasticsearch sink, whose documents
+    are written from the events directly); it answers as :meth:`deliver` does.
     """
 
     name: str

@@ -23,7 +23,7 @@ are never formatted into a message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,9 +33,11 @@ from elasticsearch import ApiError, Elasticsearch
 
 from bastion_guard.shipping import ecs
 from bastion_guard.shipping.base import Delivery, Health, Result
+from bastion_guard.shipping.ecs_ndjson import event_lines
 from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
 from bastion_guard.shipping.records import Record
 from bastion_guard.shipping.secrets import is_loopback_host, redact_url
+from bastion_guard.shipping.spool import Queued
 
 log = logging.getLogger("bastiond.shipping")
 # The transport logs every request at INFO ("putting on N second timeout" per retry while the cluster is
@@ -89,26 +91,38 @@ class ElasticsearchSink:
 
     def deliver(self, records: Sequence[Record]) -> Sequence[Delivery]:
         """One bulk request; one :class:`Delivery` per record, in order."""
+        return self._bulk(bulk_body(records, self._config.namespace), len(records))
+
+    def deliver_queued(self, items: Sequence[Queued]) -> Sequence[Delivery]:
+        """:meth:`deliver` for what the worker read from the spool: parsed lines are encoded from their
+        events (:func:`~bastion_guard.shipping.ecs_ndjson.event_lines`), with no record built for them."""
         namespace = self._config.namespace
-        operations: list[bytes] = []  # encoded here: the client passes NDJSON lines given as bytes through as they are
-        dumps = orjson.dumps
-        for record in records:
-            operations.append(dumps({"create": {"_index": ecs.data_stream(record, namespace), "_id": record.id}}))
-            operations.append(dumps(ecs.to_document(record, namespace)))
+        lines, dumps = event_lines, orjson.dumps
+        parts: list[bytes] = []
+        for item in items:
+            event = item.event
+            if event is not None:
+                parts.append(lines(event, item.bastion, namespace))
+            else:
+                parts += _record_lines(item.record, namespace, dumps)
+        return self._bulk(b"".join(parts), len(items))
+
+    def _bulk(self, body: bytes, count: int) -> Sequence[Delivery]:
+        """Send one ``_bulk`` body of ``count`` documents; one :class:`Delivery` per document, in order."""
         try:
             if not self._set_up:
                 self._setup()
-            response = self._client.bulk(operations=operations)  # type: ignore[arg-type]  # bytes lines pass through
+            response = self._client.bulk(operations=body)  # type: ignore[arg-type]  # NDJSON bytes pass through
         except ApiError as error:
-            return [_whole_request_failed(error)] * len(records)
+            return [_whole_request_failed(error)] * count
         except TransportError as error:
             return [Delivery(Result.RETRY, f"cannot reach Elasticsearch: {type(error).__name__}: {error.message}")
-                    ] * len(records)
+                    ] * count
         items = response.body.get("items", [])
-        if len(items) != len(records):
-            return [Delivery(Result.RETRY, f"bulk answered {len(items)} items for {len(records)}")] * len(records)
+        if len(items) != count:
+            return [Delivery(Result.RETRY, f"bulk answered {len(items)} items for {count}")] * count
         if response.body.get("errors") is False:  # every item created: no need to look at each one
-            return [_DELIVERED] * len(records)
+            return [_DELIVERED] * count
         return [_item_delivery(item) for item in items]
 
     def health(self) -> Health:
@@ -155,6 +169,21 @@ class ElasticsearchSink:
             )
         self._set_up = True
         log.info("sink %s: index templates and ILM policy %s installed", self.name, ILM_POLICY)
+
+
+def bulk_body(records: Sequence[Record], namespace: str) -> bytes:
+    """The whole ``_bulk`` request body for ``records``, as one bytes object (the client sends it as it is)."""
+    dumps = orjson.dumps
+    parts: list[bytes] = []
+    for record in records:
+        parts += _record_lines(record, namespace, dumps)
+    return b"".join(parts)
+
+
+def _record_lines(record: Record, namespace: str, dumps: Callable[[Any], bytes]) -> tuple[bytes, ...]:
+    """One record's ``create`` action and ECS document, newline-terminated (the reference path)."""
+    return (dumps({"create": {"_index": ecs.data_stream(record, namespace), "_id": record.id}}), b"\n",
+            dumps(ecs.to_document(record, namespace)), b"\n")
 
 
 def _item_delivery(item: dict[str, Any]) -> Delivery:

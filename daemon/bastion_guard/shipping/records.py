@@ -102,8 +102,17 @@ def event_record(event: Event, bastion: str) -> Record:
             body[name] = value
     if event.repeat != 1:
         body["repeat"] = event.repeat
-    rid = record_id("event", bastion, event.source, event.position, event.epoch, event.raw)
-    return Record(rid, RecordKind.EVENT, event.epoch, body)
+    return Record(event_id(event, bastion), RecordKind.EVENT, event.epoch, body)
+
+
+_blake2b = hashlib.blake2b
+
+
+def event_id(event: Event, bastion: str) -> str:
+    """The id of :func:`event_record`: ``record_id("event", bastion, source, position, epoch, raw)``,
+    written out as one f-string (the same text, at a third of the cost: one id per shipped line)."""
+    text = f"event\x00{bastion}\x00{event.source}\x00{event.position}\x00{event.epoch}\x00{event.raw}\x00"
+    return _blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def decision_record(decision: Decision, bastion: str) -> Record:

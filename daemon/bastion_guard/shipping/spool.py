@@ -137,12 +137,37 @@ class Bounds:
     policy: Policy = Policy.DROP_OLDEST
 
 
-@dataclass(frozen=True, slots=True)
 class Queued:
-    """A record as a sink's worker reads it: its place in the spool, and the record."""
+    """A record as a sink's worker reads it: its place in the spool, and the record.
 
-    seq: int
-    record: Record
+    A parsed line is read as its :class:`Event` and bastion; its record (a body dict and an id, ~3 µs) is
+    built the first time :attr:`record` is asked for. A sink that encodes events itself (the Elasticsearch
+    sink's ``deliver_queued``) never asks, except for the few it rejects (dead letters are records)."""
+
+    __slots__ = ("_record", "bastion", "event", "seq")
+
+    def __init__(self, seq: int, record: Record | None = None, *, event: Event | None = None,
+                 bastion: str = "") -> None:
+        """Either ``record``, or ``event`` and its ``bastion``."""
+        if (record is None) == (event is None):
+            raise ValueError("a queued item is a record or an event, exactly one of them")
+        self.seq = seq
+        self.event = event
+        self.bastion = bastion
+        self._record = record
+
+    @property
+    def record(self) -> Record:
+        """The record (built from the event on first use, then kept)."""
+        record = self._record
+        if record is None:
+            if self.event is None:  # cannot happen: __init__ takes exactly one of them
+                raise RuntimeError("a queued item without a record or an event")
+            record = self._record = event_record(self.event, self.bastion)
+        return record
+
+    def __repr__(self) -> str:
+        return f"Queued({self.seq}, {'event' if self.event is not None else self.record.kind.value})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,18 +298,19 @@ class Spool:
             total += size
             if len(result) >= limit or (max_bytes and total > max_bytes and result):
                 break
-            result.append(Queued(seq, stored if isinstance(stored, Record) else decode(stored)))
+            result.append(stored if isinstance(stored, Queued) else Queued(seq, decode(stored)))
         return result
 
     def _batch_items(self, batches: list[tuple[int, int, int]],
-                     cursor: int) -> Iterator[tuple[int, int, Record | bytes]]:
-        """``(seq, approximate stored size, record)`` for every unfinished record of ``batches``, reading
+                     cursor: int) -> Iterator[tuple[int, int, Queued | bytes]]:
+        """``(seq, approximate stored size, queued event)`` for every unfinished record of ``batches``, reading
         and decoding a batch only when the reader gets to it."""
         for first, last, size in batches:
             bastion, events = self._decoded_batch(first)
             share = size // (last - first + 1)
             for index in range(max(0, cursor + 1 - first), len(events)):
-                yield first + index, share, event_record(events[index], bastion)
+                seq = first + index
+                yield seq, share, Queued(seq, event=events[index], bastion=bastion)
 
     def _decoded_batch(self, first: int) -> tuple[str, list[Event]]:
         with self._locked() as conn:

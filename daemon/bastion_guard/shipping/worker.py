@@ -91,7 +91,7 @@ class WorkerStatus:
 class _Tally:
     """One delivery attempt, summed up: records to send again, how many of them the sink only held back."""
 
-    again: list[Record] = field(default_factory=list)
+    again: list[Queued] = field(default_factory=list)
     held: int = 0
     retry_after: float | None = None
 
@@ -180,7 +180,7 @@ class Worker:
 
     def _deliver(self, batch: Sequence[Queued]) -> list[tuple[Record, str]] | None:
         """Send until nothing is left to retry; return the rejected records, or None if stopped first."""
-        pending = [queued.record for queued in batch]
+        pending = list(batch)
         rejected: list[tuple[Record, str]] = []
         attempt = 0
         while pending:
@@ -206,22 +206,23 @@ class Worker:
             pending = tally.again
         return rejected
 
-    def _tally(self, records: Sequence[Record], deliveries: Sequence[Delivery],
+    def _tally(self, items: Sequence[Queued], deliveries: Sequence[Delivery],
                rejected: list[tuple[Record, str]]) -> _Tally:
         """Count one attempt's results into metrics; collect what must be sent again and what was rejected."""
         tally = _Tally()
         counts = dict.fromkeys(("sent", "skipped", "rejected", "held"), 0)
-        for record, delivery in zip(records, deliveries, strict=True):
+        for item, delivery in zip(items, deliveries, strict=True):
             result = delivery.result
             if result is Result.DELIVERED or result is Result.SKIPPED:
                 counts["sent" if result is Result.DELIVERED else "skipped"] += 1
             elif result is Result.REJECTED:
                 counts["rejected"] += 1
+                record = item.record  # built here for an event: dead letters are records
                 rejected.append((record, delivery.reason or "rejected"))
                 log.warning("sink %s rejected record %s: %s", self.sink.name, record.id, delivery.reason)
             else:  # RETRY or HELD
                 counts["held"] += result is Result.HELD
-                tally.again.append(record)
+                tally.again.append(item)
                 if delivery.retry_after_secs is not None:
                     tally.retry_after = max(tally.retry_after or 0.0, delivery.retry_after_secs)
         for result_name, count in counts.items():
@@ -231,17 +232,22 @@ class Worker:
         self.status.delivered += counts["sent"] + counts["skipped"]
         return tally
 
-    def _send(self, records: Sequence[Record]) -> Sequence[Delivery]:
+    def _send(self, items: Sequence[Queued]) -> Sequence[Delivery]:
         started = self._clock()
+        # A sink that can take the spool's items as they are (events not yet made records) says so by
+        # having ``deliver_queued``; every other sink gets records.
+        deliver_queued: Callable[[Sequence[Queued]], Sequence[Delivery]] | None = getattr(
+            self.sink, "deliver_queued", None)
         try:
-            deliveries = self.sink.deliver(records)
+            deliveries = (deliver_queued(items) if deliver_queued is not None
+                          else self.sink.deliver([item.record for item in items]))
         except Exception as error:  # a sink bug must cost a retry, not the thread (and the shipping with it)
             log.exception("sink %s raised instead of reporting", self.sink.name)
-            deliveries = [Delivery(Result.RETRY, f"sink error: {type(error).__name__}")] * len(records)
+            deliveries = [Delivery(Result.RETRY, f"sink error: {type(error).__name__}")] * len(items)
         self._metrics.observe_send(self.sink.name, max(0.0, self._clock() - started))
-        if len(deliveries) != len(records):
-            log.error("sink %s answered %d results for %d records", self.sink.name, len(deliveries), len(records))
-            deliveries = [Delivery(Result.RETRY, "sink answered the wrong number of results")] * len(records)
+        if len(deliveries) != len(items):
+            log.error("sink %s answered %d results for %d records", self.sink.name, len(deliveries), len(items))
+            deliveries = [Delivery(Result.RETRY, "sink answered the wrong number of results")] * len(items)
         return deliveries
 
     def _failed(self, count: int, reason: str) -> None:
