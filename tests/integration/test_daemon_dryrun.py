@@ -123,3 +123,38 @@ def test_missing_nft_is_a_clear_error_at_start(bastiond: BastiondProcess) -> Non
     )
     assert result.returncode == 1
     assert "'nft' not found on PATH: install the nftables package" in result.stderr
+
+
+def test_loopback_is_never_banned_by_hand(bastiond: BastiondProcess) -> None:
+    """A manual ban of an address the kernel's allow sets would let through anyway is refused, with why."""
+    bastiond.start()
+    refused = bastiond.ctl("ban", "127.0.0.1")
+    assert refused.returncode != 0 and "never banned" in refused.stderr, refused.stderr
+    assert _bans(bastiond) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and `ip` (network namespace)")
+def test_the_hosts_own_addresses_are_never_banned(tmp_path: Path) -> None:
+    """bastiond in a namespace of its own, which holds 198.51.100.77 and 2001:db8:77::7: failures
+    from those addresses count for nothing and a manual ban of them is refused; a stranger is banned."""
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    name = f"bgho-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    daemon = BastiondProcess(tmp_path, wrap=lambda argv: (["ip", "netns", "exec", name, *argv], dict(os.environ)))
+    try:
+        # On the namespace's loopback device: no kernel module needed, and an address there is the host's all the same.
+        for argv in (["addr", "add", "198.51.100.77/32", "dev", "lo"], ["addr", "add", "2001:db8:77::7/128", "dev", "lo"],
+                     ["link", "set", "lo", "up"]):
+            subprocess.run(["ip", "-n", name, *argv], check=True)
+        daemon.log.write_text("")
+        daemon.start()
+        own = [_line(address, 300 + i) for address in ("198.51.100.77", "2001:db8:77::7") for i in range(8)]
+        daemon.append([*own, *(_line("203.0.113.9", 400 + i) for i in range(8))])
+        daemon.wait_lines(24)
+        assert _bans(daemon) == ["203.0.113.9"]
+        refused = daemon.ctl("ban", "198.51.100.77")
+        assert refused.returncode != 0 and "never banned" in refused.stderr, refused.stderr
+        assert "never banning this host's own" in daemon.output(), daemon.output()
+    finally:
+        daemon.close()
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from bastion_guard.rules.spec import Network
 
 # Never ban the host itself: a parser bug or a forged local line must not lock out the machine's own
-# services. The daemon adds the host's interface addresses at start.
+# services. bastiond adds the host's own addresses at start (runtime/host_addresses.py).
 ALWAYS_ALLOWED: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),

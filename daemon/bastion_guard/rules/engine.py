@@ -146,6 +146,10 @@ class Engine:
         """An operator lifted the ban of ``target``: count its events again from now on."""
         self._active.pop(target, None)
 
+    def allowlisted(self, target: str) -> bool:
+        """Whether ``target`` (an address or network) is in, or overlaps, what this engine never bans."""
+        return self._allowed.contains(target)
+
     def active_bans(self) -> dict[str, float]:
         """Targets banned by this engine and their expiry (event time)."""
         return dict(self._active)

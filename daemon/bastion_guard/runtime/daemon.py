@@ -36,8 +36,10 @@ from bastion_guard.keys.scheduler import KeyLifecycle, start_key_lifecycle
 from bastion_guard.metrics import Metrics
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.rules import Engine, RuleSet, load_rules
+from bastion_guard.rules.spec import Network
 from bastion_guard.runtime.config import DaemonConfig, SourceConfig
 from bastion_guard.runtime.control import ControlServer
+from bastion_guard.runtime.host_addresses import host_networks
 from bastion_guard.runtime.notify import Notifier
 from bastion_guard.runtime.shipping import Shipping, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
@@ -81,14 +83,15 @@ class Daemon:
 
     def __init__(
         self, config: DaemonConfig, ruleset: RuleSet, store: StateStore, firewall: Firewall,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, *, own_networks: tuple[Network, ...] = (),
     ) -> None:
         self.config = config
+        self._never_banned = (*config.allowlist, *own_networks)  # loopback is the engine's own
         self._ruleset = ruleset
         self._store = store
         self._firewall = firewall
         self._history = store.history()
-        self._engine = Engine(ruleset, extra_allowed=config.allowlist, history=self._history)
+        self._engine = Engine(ruleset, extra_allowed=self._never_banned, history=self._history)
         self._inbox: queue.Queue[SourceBatch | _ControlCall | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
         self._stopping = threading.Event()
         self._readers: list[SourceReader] = []
@@ -405,6 +408,11 @@ class Daemon:
         now = time.time()
         decision = Decision(Verdict.BAN, _MANUAL_RULE, target, now, duration, 0, 1, reason, (), origin="bastionctl")
         record = BanRecord.from_decision(decision)  # validates the target
+        if self._engine.allowlisted(record.target):
+            # The kernel accepts allowlisted sources before it looks at any ban set, so such a ban would be
+            # listed as active while doing nothing: refuse it and say why.
+            raise ValueError(f"{record.target} is never banned (an allowlist, loopback or this host's addresses): "
+                             "a ban would have no effect; remove it from the allowlist first")
         self._firewall.ban([BanElement(record.target, duration)])
         self._metrics.decision(_MANUAL_RULE, Verdict.BAN)
         self._metrics.ban_action("ban", 1)
@@ -455,7 +463,7 @@ class Daemon:
         except ConfigError as error:
             return {"ok": False, "error": f"rules not reloaded, the running ones stay:\n{error}"}
         self._ruleset = ruleset
-        self._engine = Engine(ruleset, extra_allowed=self.config.allowlist, history=self._history)
+        self._engine = Engine(ruleset, extra_allowed=self._never_banned, history=self._history)
         self._metrics.set_rules(_rule_verdicts(ruleset))
         log.info("reloaded %d rules from %s", len(ruleset.rules), self.config.rules_dir)
         return {"ok": True, "rules": [rule.name for rule in ruleset.rules]}
@@ -523,7 +531,9 @@ def build_daemon(config: DaemonConfig) -> Daemon:
     except ActionError:
         store.close()
         raise
-    return Daemon(config, ruleset, store, firewall)
+    own = host_networks(config.netns)
+    log.info("never banning this host's own %d addresses: %s", len(own), ", ".join(map(str, own)) or "none found")
+    return Daemon(config, ruleset, store, firewall, own_networks=own)
 
 
 __all__ = ["Daemon", "SourceError", "build_daemon", "source_name"]
