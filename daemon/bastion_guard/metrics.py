@@ -375,6 +375,15 @@ class Metrics:
             self._output_send.labels(output=output)
             self._output_up.labels(output=output).set(0)
 
+    def remove_output(self, output: str) -> None:
+        """Drop the series of a sink a reload removed, so dashboards do not show it frozen in its last state."""
+        if self._per_output.pop(output, None) is None:
+            return
+        for result in OUTPUT_RESULTS:
+            self._output_events.remove(output, result)
+        for metric in (self._output_queue, self._output_oldest, self._output_send, self._output_up):
+            metric.remove(output)
+
     def output_events(self, output: str, result: str, count: int) -> None:
         """``count`` records of ``output`` had ``result`` (one of :data:`OUTPUT_RESULTS`)."""
         if result not in OUTPUT_RESULTS:

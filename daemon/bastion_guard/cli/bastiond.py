@@ -67,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_inventory(config.keys)  # an invalid keys.yaml is reported here, before it can matter
             print(f"bastiond: {config.origin} and {len(ruleset.rules)} rules in {config.rules_dir} are valid")
             return EXIT_OK
-        daemon = build_daemon(config)
+        if args.demo:
+            _prepare_demo()
+        daemon = build_daemon(config, load_config=lambda: _config(args))
     except ConfigError as error:
         print(f"bastiond: invalid configuration:\n{error}", file=sys.stderr)
         return EXIT_USAGE
@@ -77,23 +79,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(daemon, demo=args.demo)
 
 
+_DEMO_BASE = Path("state")
+
+
+def _prepare_demo() -> None:
+    """A fresh demo every time: an empty log to follow, no saved position or bans from an earlier run."""
+    base = _DEMO_BASE.resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "demo-auth.log").write_bytes(b"")
+    for stale in base.glob("state.db*"):
+        stale.unlink()
+
+
 def _config(args: argparse.Namespace) -> DaemonConfig:
+    """The configuration file (or the embedded defaults) with the command line's options on top: read at start
+    and again by every reload, so it must not change anything on disk."""
+    config = load_config(args.config)
     if args.demo:
-        base = Path("state").resolve()
-        demo_log = base / "demo-auth.log"
-        demo_log.parent.mkdir(parents=True, exist_ok=True)
-        demo_log.write_bytes(b"")
-        config = load_config(None) if args.config is None else load_config(args.config)
+        base = _DEMO_BASE.resolve()
         config = dataclasses.replace(
-            config, sources=(SourceConfig("file", demo_log),), state_dir=base, runtime_dir=base / "run",
-            firewall="dry-run", origin="demo defaults",
+            config, sources=(SourceConfig("file", base / "demo-auth.log"),), state_dir=base,
+            runtime_dir=base / "run", firewall="dry-run", origin="demo defaults",
             metrics=MetricsConfig(port=0),  # a demo beside a running bastiond must not fight over its port
         )
-        # A fresh demo every time: no saved position or bans from an earlier run.
-        for stale in base.glob("state.db*"):
-            stale.unlink()
-    else:
-        config = load_config(args.config)
     # Command-line options win over the file; an option left out keeps the configured value.
     return dataclasses.replace(
         config,

@@ -51,7 +51,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     explain.add_argument("target", help="IP address or CIDR network")
     explain.set_defaults(run=_explain)
 
-    reload = subparsers.add_parser("reload", parents=[common], help="reload rules (a bad rule set is refused)")
+    reload = subparsers.add_parser("reload", parents=[common], help="reload configuration and rules")
     reload.set_defaults(run=_reload)
 
 
@@ -177,4 +177,7 @@ def _reload(args: argparse.Namespace) -> int:
     reply = _call(args, {"command": "reload"})
     if isinstance(reply, int):
         return reply
-    return _emit(args, reply, f"reloaded {len(reply['rules'])} rules")
+    human = f"reloaded {len(reply['rules'])} rules and {len(reply.get('sinks', ()))} sinks"
+    if reply.get("restart_needed"):
+        human += f"; changed, but applied only at the next restart: {', '.join(reply['restart_needed'])}"
+    return _emit(args, reply, human)

@@ -23,8 +23,9 @@ DESCRIPTIONS: dict[str, str] = {
     "bastionctl unban": "Lift a ban. Unbanning an address that is not banned is not an error (exit 0).",
     "bastionctl explain": "Explain a ban: which rule, which log lines counted, when it expires, and earlier "
     "offences of the same address.",
-    "bastionctl reload": "Reload the rules (like SIGHUP). A rule set with any error is refused and the running "
-    "one stays.",
+    "bastionctl reload": "Re-read bastiond.yaml and the rules (like SIGHUP) and apply the rules, allowlist, spool "
+    "and sinks in place. Anything with an error is refused and the running configuration stays; settings only a "
+    "restart applies (sources, firewall, metrics, directories, keys) are named.",
     "bastionctl deadletter": "Records a sink refused for good (for example an Elasticsearch mapping error): "
     "list them, show one with its record, or put them back in the spool once the cause is fixed. Reads "
     "spool.db directly, so it works whether or not bastiond runs.",

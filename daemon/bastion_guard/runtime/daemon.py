@@ -29,7 +29,7 @@ from bastion_guard.actions import make_firewall
 from bastion_guard.actions.base import ActionError, BanElement, Firewall
 from bastion_guard.decisions import Decision, Verdict
 from bastion_guard.durations import parse_duration
-from bastion_guard.errors import BastionError, ConfigError, SourceError
+from bastion_guard.errors import BastionError, SourceError
 from bastion_guard.events import Event, Kind, Outcome
 from bastion_guard.keys.alerts import WATCHED_KINDS as KEY_KINDS
 from bastion_guard.keys.scheduler import KeyLifecycle, start_key_lifecycle
@@ -41,7 +41,8 @@ from bastion_guard.runtime.config import DaemonConfig, SourceConfig
 from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.host_addresses import host_networks
 from bastion_guard.runtime.notify import Notifier
-from bastion_guard.runtime.shipping import Shipping, open_shipping
+from bastion_guard.runtime.reload import plan_reload
+from bastion_guard.runtime.shipping import Shipping, check_sinks, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
 from bastion_guard.shipping.records import Record, RecordKind
 from bastion_guard.sources.identity import FileIdentity
@@ -84,8 +85,11 @@ class Daemon:
     def __init__(
         self, config: DaemonConfig, ruleset: RuleSet, store: StateStore, firewall: Firewall,
         metrics: Metrics | None = None, *, own_networks: tuple[Network, ...] = (),
+        load_config: Callable[[], DaemonConfig] | None = None,
     ) -> None:
         self.config = config
+        self._load_config = load_config  # what a reload reads again; None: the rules only
+        self._own_networks = own_networks
         self._never_banned = (*config.allowlist, *own_networks)  # loopback is the engine's own
         self._ruleset = ruleset
         self._store = store
@@ -457,16 +461,44 @@ class Daemon:
                 ]}
 
     def _reload(self, _request: dict[str, Any]) -> dict[str, Any]:
-        """Validate the rules first: a bad rule set never replaces a good one."""
+        """Validate everything first: a bad file never replaces a good running configuration."""
         try:
-            ruleset = load_rules(self.config.rules_dir)
-        except ConfigError as error:
-            return {"ok": False, "error": f"rules not reloaded, the running ones stay:\n{error}"}
+            loaded = self.config if self._load_config is None else self._load_config()
+            ruleset = load_rules(loaded.rules_dir)
+            plan = plan_reload(self.config, loaded)
+            if plan.shipping_changed:
+                check_sinks(plan.config)
+            self._firewall.set_allowlist(firewall_allowlist(ruleset, plan.config))
+        except BastionError as error:
+            return {"ok": False, "error": f"not reloaded, the running configuration stays:\n{error}"}
+        self.config = plan.config
         self._ruleset = ruleset
+        self._never_banned = (*plan.config.allowlist, *self._own_networks)
         self._engine = Engine(ruleset, extra_allowed=self._never_banned, history=self._history)
-        self._metrics.set_rules(_rule_verdicts(ruleset))
-        log.info("reloaded %d rules from %s", len(ruleset.rules), self.config.rules_dir)
-        return {"ok": True, "rules": [rule.name for rule in ruleset.rules]}
+        self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
+        if plan.shipping_changed:
+            self._restart_shipping()
+        log.info("reloaded %s and %d rules from %s", plan.config.origin, len(ruleset.rules), plan.config.rules_dir)
+        for name in plan.restart_needed:
+            log.warning("%s changed in %s: it takes effect at the next restart", name, plan.config.origin)
+        return {"ok": True, "rules": [rule.name for rule in ruleset.rules],
+                "sinks": [sink.name for sink in plan.config.sinks], "restart_needed": list(plan.restart_needed)}
+
+    def _restart_shipping(self) -> None:
+        """Stop the sink process and start one for the new sinks on the same spool: what waits in it stays."""
+        previous = self._shipping
+        if previous is not None:
+            previous.stop()
+            for name in set(previous.sink_names) - {sink.name for sink in self.config.sinks}:
+                self._metrics.remove_output(name)
+        try:
+            self._shipping = open_shipping(self.config, self._metrics)
+        except BastionError as error:  # the sinks were checked; this is the spool itself failing
+            self._shipping = None
+            log.error("shipping stopped after the reload: %s", error)
+            return
+        if self._shipping is not None:
+            self._shipping.start()
 
     def reload(self) -> None:
         """SIGHUP: reload through the loop, like ``bastionctl reload``."""
@@ -518,22 +550,26 @@ def describe_position(position: Position) -> str:
     return f"offset {position.offset} of {position.identity}"
 
 
-def build_daemon(config: DaemonConfig) -> Daemon:
+def firewall_allowlist(ruleset: RuleSet, config: DaemonConfig) -> list[str]:
+    """The networks the kernel's allow sets accept before any ban: the rules' allowlists and the config's."""
+    return [str(network) for network in (*ruleset.allowlisted_networks(), *config.allowlist)]
+
+
+def build_daemon(config: DaemonConfig, load_config: Callable[[], DaemonConfig] | None = None) -> Daemon:
     """Load rules, open state and firewall as ``config`` says; raise a :class:`BastionError` with a clear message."""
     ruleset = load_rules(config.rules_dir)
     store = StateStore.open(config.state_path)
     if store.recovery is not None:
         log.error("state database was damaged: %s", store.recovery.describe())
     firewall = make_firewall(config.firewall, netns=config.netns)
-    allow = [str(network) for network in (*ruleset.allowlisted_networks(), *config.allowlist)]
     try:
-        firewall.start(allow=allow)
+        firewall.start(allow=firewall_allowlist(ruleset, config))
     except ActionError:
         store.close()
         raise
     own = host_networks(config.netns)
     log.info("never banning this host's own %d addresses: %s", len(own), ", ".join(map(str, own)) or "none found")
-    return Daemon(config, ruleset, store, firewall, own_networks=own)
+    return Daemon(config, ruleset, store, firewall, own_networks=own, load_config=load_config)
 
 
 __all__ = ["Daemon", "SourceError", "build_daemon", "source_name"]

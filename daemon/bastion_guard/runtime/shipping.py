@@ -127,21 +127,25 @@ class Shipping:
                       self.spool.bounds.policy)
 
 
+def check_sinks(config: DaemonConfig) -> None:
+    """Build each configured sink once and close it, so a problem (a secret file missing) is reported here, as
+    a clear error, rather than in the sink process; that process builds its own."""
+    sinks: list[Sink] = []
+    try:
+        for entry in config.sinks:
+            _parse, build = SINK_TYPES[entry.type]
+            sinks.append(build(entry.options, entry.name))
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
 def open_shipping(config: DaemonConfig, metrics: Metrics) -> Shipping | None:
     """Build the sinks and open the spool as ``config`` says; None when no sink is configured."""
     if not config.sinks:
         return None
-    sinks: list[Sink] = []
-    try:
-        # Built here once to report a problem (a secret file missing) at start, as a clear error; the sink
-        # process builds its own.
-        for entry in config.sinks:
-            _parse, build = SINK_TYPES[entry.type]
-            sinks.append(build(entry.options, entry.name))
-        spool = Spool.open(config.spool_path, [sink.name for sink in sinks], config.spool.bounds)
-    finally:
-        for sink in sinks:
-            sink.close()
+    check_sinks(config)
+    spool = Spool.open(config.spool_path, [entry.name for entry in config.sinks], config.spool.bounds)
     plan = ProcessPlan(
         spool_path=config.spool_path, bounds=config.spool.bounds,
         sinks=tuple(SinkPlan(entry.type, entry.name, entry.options) for entry in config.sinks),
