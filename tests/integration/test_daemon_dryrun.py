@@ -158,3 +158,40 @@ def test_the_hosts_own_addresses_are_never_banned(tmp_path: Path) -> None:
     finally:
         daemon.close()
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_counts_in_progress_survive_a_clean_restart_and_a_reload(bastiond: BastiondProcess) -> None:
+    """Four failures (the limit is five), a restart, one more: banned, on the evidence of all five lines. Then
+    four from another address, a reload, one more: banned too. After a SIGKILL the saved counts are not
+    reused: the lines after the saved position count once, on top of nothing."""
+    bastiond.start()
+    bastiond.append([_line("203.0.113.21", 500 + i) for i in range(4)])
+    bastiond.wait_lines(4)
+    bastiond.stop()
+    bastiond.start()
+    assert "resumed the counts in progress of" in bastiond.run_output()
+    bastiond.append([_line("203.0.113.21", 504)])
+    bastiond.wait_lines(1)
+    assert _bans(bastiond) == ["203.0.113.21"]
+    explain = json.loads(bastiond.ctl("explain", "203.0.113.21", "-o", "json").stdout)
+    assert len(explain["ban"]["evidence"]) == 5
+
+    bastiond.append([_line("203.0.113.22", 600 + i) for i in range(4)])
+    bastiond.wait_lines(5)
+    assert bastiond.ctl("reload").returncode == 0
+    bastiond.append([_line("203.0.113.22", 604)])
+    bastiond.wait_lines(6)
+    assert _bans(bastiond) == ["203.0.113.21", "203.0.113.22"]
+
+    bastiond.append([_line("203.0.113.23", 700 + i) for i in range(3)])
+    bastiond.wait_lines(9)
+    bastiond.stop()
+    bastiond.start()  # takes the saved counts (3 for .23) ...
+    assert bastiond.process is not None
+    bastiond.process.kill()  # ... and dies before saving new ones
+    bastiond.process.wait()
+    bastiond.start()
+    assert "resumed the counts" not in bastiond.run_output()
+    bastiond.append([_line("203.0.113.23", 703 + i) for i in range(2)])
+    bastiond.wait_lines(2)
+    assert _bans(bastiond) == ["203.0.113.21", "203.0.113.22"], "3 + 2 would have banned: counted from nothing"

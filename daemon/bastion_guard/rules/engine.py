@@ -19,6 +19,7 @@ from bastion_guard.decisions import Decision, Evidence, Verdict
 from bastion_guard.durations import format_duration
 from bastion_guard.events import Event, Kind, Outcome
 from bastion_guard.rules.allowlist import ALWAYS_ALLOWED, NetworkSet
+from bastion_guard.rules.counts import EngineCounts, RuleCounts, portable, rule_fingerprint
 from bastion_guard.rules.spec import Action, CountMode, KeyBy, RuleSet, RuleSpec, Source
 from bastion_guard.rules.window import (
     SOURCE_SLOTS,
@@ -145,6 +146,36 @@ class Engine:
     def forget_ban(self, target: str) -> None:
         """An operator lifted the ban of ``target``: count its events again from now on."""
         self._active.pop(target, None)
+
+    def export_counts(self, *, portable_only: bool = False) -> EngineCounts:
+        """The counts in progress and the bans in effect, for :meth:`import_counts` in a reloaded engine, or
+        (``portable_only``) in one of another process."""
+        return EngineCounts(tuple(self._source_names), {
+            rule.spec.name: RuleCounts(
+                rule_fingerprint(rule.spec), {key: window.tolist() for key, window in rule.windows.items()},
+                dict(rule.quiet),
+            )
+            for rule in self._rules if not portable_only or portable(rule.spec)
+        }, dict(self._active))
+
+    def import_counts(self, counts: EngineCounts) -> int:
+        """Take over the counts of every rule that still counts as it did (same name, same fingerprint), before
+        the first event is fed; returns how many keys were taken. Malformed windows are left out."""
+        sources = [self._source_index(name) for name in counts.sources]  # the saved index -> this engine's
+        taken = 0
+        for rule in self._rules:
+            saved = counts.rules.get(rule.spec.name)
+            if saved is None or saved.fingerprint != rule_fingerprint(rule.spec):
+                continue
+            for key, entries in saved.windows.items():
+                window = _rebased(entries, rule.stride, sources)
+                if window is not None:
+                    rule.windows[key] = window
+                    taken += 1
+            rule.quiet.update(saved.quiet)
+        for target, until in counts.active.items():
+            self._active[target] = max(self._active.get(target, 0.0), until)
+        return taken
 
     def allowlisted(self, target: str) -> bool:
         """Whether ``target`` (an address or network) is in, or overlaps, what this engine never bans."""
@@ -386,6 +417,20 @@ class Engine:
         if len(table) > self._max_keys:
             for key in list(table)[: len(table) // 10]:
                 del table[key]
+
+
+def _rebased(entries: list[float], stride: int, sources: list[int]) -> Window | None:
+    """Saved entries as a window whose evidence references use this engine's source indexes; None if they are
+    not whole entries or point at a source that was not saved."""
+    if not entries or len(entries) % stride:
+        return None
+    window = new_window(tuple(entries))
+    for index in range(1, len(window), stride):
+        position, source = divmod(int(window[index]), SOURCE_SLOTS)
+        if not 0 <= source < len(sources):
+            return None
+        window[index] = pack(position, sources[source])
+    return window
 
 
 def _forget_user(window: Window, name_hash: float) -> None:

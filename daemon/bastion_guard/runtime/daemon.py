@@ -36,6 +36,8 @@ from bastion_guard.keys.scheduler import KeyLifecycle, start_key_lifecycle
 from bastion_guard.metrics import Metrics
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.rules import Engine, RuleSet, load_rules
+from bastion_guard.rules.counts import decode as decode_counts
+from bastion_guard.rules.counts import encode as encode_counts
 from bastion_guard.rules.spec import Network
 from bastion_guard.runtime.config import DaemonConfig, SourceConfig
 from bastion_guard.runtime.control import ControlServer
@@ -130,6 +132,7 @@ class Daemon:
         active = self._store.active_expiries(now)
         self._firewall.restore([BanElement(target, expires - now) for target, expires in active])
         log.info("restored %d active bans into the %s firewall", len(active), self.config.firewall)
+        self._resume_counts()
         self._shipping = open_shipping(self.config, self._metrics)
         if self._shipping is not None:
             self._shipping.start()
@@ -152,6 +155,17 @@ class Daemon:
         self._metrics.mark_up()
         log.info("ready: %d sources, %d rules", len(self._sources), len(self._ruleset.rules))
 
+    def _resume_counts(self) -> None:
+        """Continue the counts saved at the last clean stop, so a restart is no reset for an attacker."""
+        try:
+            stored = self._store.take_counts()
+            taken = 0 if stored is None else self._engine.import_counts(decode_counts(stored))
+        except (BastionError, ValueError) as error:
+            log.warning("counts in progress not resumed (%s); counting starts again at zero", error)
+            return
+        if taken:
+            log.info("resumed the counts in progress of %d keys", taken)
+
     def run(self) -> None:
         """Process batches and control requests until :meth:`stop`."""
         interval = self._notifier.watchdog_interval
@@ -166,7 +180,7 @@ class Daemon:
             elif isinstance(item, _ControlCall):
                 item.reply.put(self._answer(item.request))
             self._housekeeping()
-        self._commit()
+        self._commit(with_counts=True)
 
     def stop(self) -> None:
         """Ask the loop and the sources to finish; positions are flushed by :meth:`run` on its way out."""
@@ -290,14 +304,18 @@ class Daemon:
         if self._keys is not None:
             decisions.extend(self._keys.observe(key_events))
 
-    def _commit(self) -> None:
-        """Save positions with the bans they caused, atomically; on failure keep them and retry later."""
-        if not (self._pending_positions or self._pending_bans or self._pending_unbans or self._pending_key_uses):
+    def _commit(self, *, with_counts: bool = False) -> None:
+        """Save positions with the bans they caused, atomically; on failure keep them and retry later.
+        ``with_counts`` (the last commit of a clean stop) saves the counts in progress with those positions."""
+        pending = self._pending_positions or self._pending_bans or self._pending_unbans or self._pending_key_uses
+        if not (pending or with_counts):
             return
+        counts = encode_counts(self._engine.export_counts(portable_only=True)) if with_counts else None
         try:
             self._store.commit(
                 list(self._pending_positions.values()), list(self._pending_bans.values()),
                 sorted(self._pending_unbans), self._pending_history, list(self._pending_key_uses.values()),
+                counts=counts,
             )
         except BastionError as error:
             self._metrics.commit_error()
@@ -474,7 +492,9 @@ class Daemon:
         self.config = plan.config
         self._ruleset = ruleset
         self._never_banned = (*plan.config.allowlist, *self._own_networks)
+        counts = self._engine.export_counts()
         self._engine = Engine(ruleset, extra_allowed=self._never_banned, history=self._history)
+        self._engine.import_counts(counts)  # rules that still count the same way go on where they were
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
         if plan.shipping_changed:
             self._restart_shipping()

@@ -30,6 +30,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "bans": ("target", "rule", "created", "expires", "offence", "reason", "origin", "evidence"),
     "ban_history": ("rule", "target", "offences", "last_epoch"),
     "key_uses": ("fingerprint", "last_used", "user", "ip"),
+    "engine_counts": ("id", "saved", "data"),
 }
 """The tables of the current schema and their columns."""
 
@@ -96,9 +97,21 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """The rules engine's counts in progress, saved with the positions at a clean stop (one row at most)."""
+    conn.execute(
+        """CREATE TABLE engine_counts (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            saved REAL NOT NULL,
+            data BLOB NOT NULL  -- bastion_guard.rules.counts.encode()
+        )"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "positions, bans and ban history", _migrate_v1),
     Migration(2, "last use of each key fingerprint", _migrate_v2),
+    Migration(3, "counts in progress across a restart", _migrate_v3),
 )
 """Every migration, in order; ``MIGRATIONS[i].version == i + 1``."""
 

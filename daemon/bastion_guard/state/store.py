@@ -142,8 +142,13 @@ class StateStore:
         unbans: Sequence[str] = (),
         history: History = _NO_HISTORY,
         key_uses: Sequence[KeyUse] = (),
+        *,
+        counts: bytes | None = None,
     ) -> None:
         """Save positions, bans, unbans and history in one transaction: all of it or, on error, none.
+
+        ``counts`` (the engine's counts in progress, at a clean stop) belong to exactly these positions, so
+        they are saved in the same transaction; :meth:`take_counts` reads them back once.
 
         Unbans are applied before bans, so a target both expired and banned again in one batch stays
         banned. A ban for a banned target keeps whichever ends later. ``history`` entries are set, not
@@ -163,14 +168,24 @@ class StateStore:
         ]
         history_rows = [(rule, target, count, last) for (rule, target), (count, last) in history.items()]
         key_rows = [(use.fingerprint, use.last_used, use.user, use.ip) for use in key_uses]
-        if not (position_rows or unban_rows or ban_rows or history_rows or key_rows):
+        if not (position_rows or unban_rows or ban_rows or history_rows or key_rows or counts is not None):
             return
         with self._transaction("cannot save state to") as conn:
+            if counts is not None:
+                conn.execute("INSERT OR REPLACE INTO engine_counts (id, saved, data) VALUES (1, ?, ?)", (now, counts))
             conn.executemany(_UPSERT_POSITION, position_rows)
             conn.executemany("DELETE FROM bans WHERE target = ?", unban_rows)
             conn.executemany(_UPSERT_BAN, ban_rows)
             conn.executemany(_UPSERT_HISTORY, history_rows)
             conn.executemany(_UPSERT_KEY_USE, key_rows)
+
+    def take_counts(self) -> bytes | None:
+        """The counts saved at the last clean stop, removed as they are read: after a crash the positions
+        have moved past them, and counting those lines again on top would count them twice."""
+        with self._transaction("cannot read the saved counts from") as conn:
+            row = conn.execute("SELECT data FROM engine_counts WHERE id = 1").fetchone()
+            conn.execute("DELETE FROM engine_counts")
+        return None if row is None else bytes(row[0])
 
     def positions(self) -> dict[str, Position]:
         """The saved position of every source, by source name."""
