@@ -39,15 +39,15 @@ def mount(*args: str) -> None:
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs mounted on a temp dir, unmounted afterwards; skips when we cannot mount."""
+    """A 512 KiB tmpfs mounted on a temp dir, unmounted afterwards; skips when we cannot mount."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a 256 KiB tmpfs for disk-full and read-only tests")
+        pytest.skip("needs root to mount a 512 KiB tmpfs for disk-full and read-only tests")
     if shutil.which("mount") is None or shutil.which("umount") is None:
         pytest.skip("needs mount(8) and umount(8)")
     where = tmp_path / "tiny"
     where.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(where)],
         capture_output=True,
         text=True,
         check=False,
