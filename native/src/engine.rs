@@ -225,7 +225,9 @@ impl Engine {
         Ok(())
     }
 
-    /// `Engine.sweep` for the native rules and the active bans.
+    /// `Engine.sweep` for the native rules and the active bans. Python deletes where `until <= now`, so
+    /// a NaN is kept: hence the negated comparisons.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn sweep(&mut self, now: f64) {
         self.next_sweep = now + self.sweep_interval;
         for counter in &mut self.counters {

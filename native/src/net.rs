@@ -82,8 +82,8 @@ fn parse_v6(text: &[u8]) -> Option<u128> {
     }
     let is_empty = |part: &Option<&[u8]>| part.is_some_and(<[u8]>::is_empty);
     let mut skip = None;
-    for index in 1..parts.len() - 1 {
-        if is_empty(&parts[index]) {
+    for (index, part) in parts.iter().enumerate().take(parts.len() - 1).skip(1) {
+        if is_empty(part) {
             if skip.is_some() {
                 return None;
             }

@@ -97,7 +97,9 @@ impl Windows {
         self.table.remove(key).map(|(_, window)| window)
     }
 
-    /// Forget every window whose newest (last) entry is older than `cutoff`, as `Engine.sweep` does.
+    /// Forget every window whose newest (last) entry is older than `cutoff`, as `Engine.sweep` does
+    /// (`entries[-stride] < cutoff`: a NaN epoch is kept, hence the negated comparison).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn forget_older_than(&mut self, cutoff: f64) {
         self.table.retain(|_, (_, window)| window.last().map_or(false, |entry| !(entry.epoch < cutoff)));
     }
