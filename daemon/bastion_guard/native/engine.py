@@ -12,6 +12,7 @@ so that they are swept at the same event times.
 from __future__ import annotations
 
 import ctypes
+import heapq
 import ipaddress
 import os
 import struct
@@ -127,6 +128,9 @@ class NativeEngine(Engine):
         self._native_rules = [rule for rule in self._rules if counts_natively(rule.spec)]
         self._native_index = {id(rule): index for index, rule in enumerate(self._native_rules)}
         self._python_rules = [rule for rule in self._rules if not counts_natively(rule.spec)]
+        # Per rule counted here: (newest entry's epoch, key) for every change of a window's newest entry,
+        # so that a sweep finds the stale windows without reading every window (see _forget_stale_windows).
+        self._newest: dict[int, list[tuple[float, str]]] = {id(rule): [] for rule in self._python_rules}
         description = describe((rule.spec for rule in self._native_rules), ruleset, self._codes)
         handle = self._dll.bgn_engine_new(
             description, len(description), self._code_of[Kind.AUTH_SUCCESS], SWEEP_INTERVAL_SECS, max_keys
@@ -220,6 +224,29 @@ class NativeEngine(Engine):
             (active[target],) = _EXPIRY.unpack_from(data, at + 4 + length)
             at += 4 + length + 8
         return active
+
+    def _count_ban(self, ban: Decision) -> list[Decision]:
+        """:meth:`Engine._count_ban`, noting the newest entry of each window it extended."""
+        decisions = super()._count_ban(ban)
+        for rule in self._python_rules:
+            window = rule.windows.get(ban.target)
+            if window is not None:
+                heapq.heappush(self._newest[id(rule)], (window[-rule.stride], ban.target))
+        return decisions
+
+    def _forget_stale_windows(self, rule: _Rule, cutoff: float) -> None:
+        """:meth:`Engine._forget_stale_windows` without reading every window: the recidive rules keep a
+        window per banned target for a day, and sweeping all of them every minute of log time cost more
+        than everything else the native path leaves to Python. Every newest entry is in the heap (only
+        :meth:`_count_ban` extends these windows), so the windows popped here are exactly the stale ones;
+        the order of deletion does not change the order of the others (the ``max_keys`` cap's)."""
+        newest = self._newest[id(rule)]
+        windows = rule.windows
+        while newest and newest[0][0] < cutoff:
+            _epoch, key = heapq.heappop(newest)
+            window = windows.get(key)
+            if window is not None and window[-rule.stride] < cutoff:
+                del windows[key]
 
     # --- thresholds and the silence hooks -----------------------------------------------------------------
 

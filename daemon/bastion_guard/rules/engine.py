@@ -182,15 +182,18 @@ class Engine:
     def _sweep_rules(self, rules: list[_Rule], now: float) -> None:
         """The per-rule half of :meth:`sweep` (the native engine sweeps its rules itself, Python the rest)."""
         for rule in rules:
-            cutoff = now - rule.spec.window_secs
-            windows = rule.windows
-            stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]
-            for key in stale:
-                del windows[key]
+            self._forget_stale_windows(rule, now - rule.spec.window_secs)
             quiet = rule.quiet
             for key in [key for key, until in quiet.items() if until <= now]:
                 del quiet[key]
             self._enforce_cap(rule)
+
+    def _forget_stale_windows(self, rule: _Rule, cutoff: float) -> None:
+        """Forget the windows of ``rule`` whose newest entry is older than ``cutoff``."""
+        windows = rule.windows
+        stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]
+        for key in stale:
+            del windows[key]
 
     # --- counting -------------------------------------------------------------------------------------
 
