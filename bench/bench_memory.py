@@ -12,6 +12,9 @@ written by a child process (so its memory never counts here) and cached under ``
 * all lines within ``--span-seconds`` of log time (default 60 s), inside every default rule window, so no
   state expires before the end.
 
+``--native`` replays through the native path instead (``replay_stream_native``: the Rust parser and, when
+the library has it, the native counting engine); peak RSS is per process, so each path is its own run.
+
 Baseline = this process's RSS after importing the package and loading the rules, right before feeding.
 Reported: ``ru_maxrss`` (peak) before and after, current RSS before and after, and bytes per tracked
 address = (peak after - RSS before) / addresses. Nothing asserts; the 300 MB target is printed as a verdict.
@@ -105,16 +108,34 @@ def _input_args(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-def measure(path: Path, rules: Path) -> dict[str, Any]:
+def _native_replay() -> Any:
+    """``replay_file`` through the native path, or a string saying why there is none."""
+    from bastion_guard.native import load, replay_stream_native  # noqa: PLC0415
+
+    library, description = load()
+    if library is None:
+        return description
+
+    def replay(path: Path, ruleset: Any) -> Any:
+        with path.open("rb") as stream:
+            return replay_stream_native(stream, str(path), path.stat().st_mtime, ruleset, library=library)
+
+    return replay
+
+
+def measure(path: Path, rules: Path, native: bool) -> dict[str, Any]:
     """Baseline, replay once, and the RSS readings around it."""
     api = common.load_detection_api()
     if isinstance(api, str):
         return {"status": api, "baseline_rss_bytes": common.current_rss_bytes()}
     ruleset = api.load_rules(rules)
+    replay_file = _native_replay() if native else api.replay_file
+    if isinstance(replay_file, str):
+        return {"status": replay_file, "baseline_rss_bytes": common.current_rss_bytes()}
     gc.collect()
     before = {"peak_rss_bytes": common.peak_rss_bytes(), "rss_bytes": common.current_rss_bytes()}
     t0 = time.perf_counter()
-    report = api.replay_file(path, ruleset)
+    report = replay_file(path, ruleset)
     elapsed = time.perf_counter() - t0
     after = {"peak_rss_bytes": common.peak_rss_bytes(), "rss_bytes": common.current_rss_bytes()}
     return {
@@ -168,6 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--failures-per-address", type=int, default=2, help="failed logins per address (default 2)")
     p.add_argument("--span-seconds", type=float, default=60.0, help="log time covered by all lines")
     p.add_argument("--ipv6-share", type=float, default=0.1, help="share of IPv6 addresses (default 0.1)")
+    p.add_argument("--native", action="store_true", help="replay through the native path (parser and engine)")
     p.add_argument("--file", type=Path, default=None, help="replay this file instead of the generated one")
     p.add_argument("--rules", type=Path, default=common.RULES_DIR, help="rules directory (default: rules/)")
     p.add_argument("--target-mb", type=int, default=300, help="peak RSS target in MB (10^6 bytes)")
@@ -186,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         write_input(args.write_input, args.addresses, args.failures_per_address, args.span_seconds, args.ipv6_share)
         return 0
     path = ensure_input(args)
-    result = measure(path, args.rules)
+    result = measure(path, args.rules, args.native)
     derived = print_result(args, path, result)
     common.write_json(
         args.json,

@@ -85,7 +85,7 @@ fn is_ipv4_mapped(groups: &[u16; 8]) -> bool {
 
 /// `ipaddress.IPv6Address.__str__`: lower-case hex without leading zeros, the longest run (first on a
 /// tie) of two or more zero groups written as `::`.
-fn format_ipv6(groups: &[u16; 8]) -> String {
+pub fn format_ipv6(groups: &[u16; 8]) -> String {
     let (mut best_start, mut best_len) = (usize::MAX, 0);
     let mut index = 0;
     while index < 8 {

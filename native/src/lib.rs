@@ -11,12 +11,17 @@
 
 pub mod addr;
 pub mod context;
+pub mod engine;
+pub mod engine_ffi;
 pub mod envelope;
 pub mod kinds;
 pub mod line;
+pub mod net;
 pub mod records;
+pub mod rulebook;
 pub mod sshd;
 pub mod text;
+pub mod window;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -28,6 +28,7 @@
 use std::borrow::Cow;
 
 use crate::context::Context;
+use crate::engine::{Engine, EngineEvent};
 use crate::line::{self, Verdict};
 
 pub const FIELDS: usize = 27;
@@ -35,6 +36,8 @@ pub const OTHER_PROGRAM: i64 = 100;
 pub const NOISE: i64 = 101;
 pub const PYTHON: i64 = 102;
 pub const SWEEP: i64 = 103;
+/// With a counting engine: a window reached its count (`engine::Threshold`); always the last record.
+pub const THRESHOLD: i64 = 104;
 /// Length of the `counts` array: `code * 3 + outcome` for every code up to `SWEEP`.
 pub const COUNT_SLOTS: usize = (SWEEP as usize + 1) * 3;
 pub const ARENA: i64 = 1 << 48;
@@ -83,17 +86,49 @@ impl Writer<'_> {
     }
 }
 
+/// A record that is not an event: only the line, its code and its index are meaningful.
+fn marker(record: &mut [i64], line_start: usize, end: usize, code: i64, index: i64) {
+    record.fill(-1);
+    (record[0], record[1], record[2]) = (line_start as i64, end as i64, code);
+    record[26] = index;
+}
+
 fn cow<'a>(value: &'a Option<Cow<'_, [u8]>>) -> Option<&'a [u8]> {
     value.as_deref()
+}
+
+/// The native counting engine a chunk's events go to (instead of records for Python to count).
+pub struct Counting<'a> {
+    pub engine: &'a mut Engine,
+    /// The engine's index of the chunk's source, and the line number of the line before `start`.
+    pub source: i64,
+    pub base: i64,
+    /// Python has rules of its own to sweep: write a `SWEEP` record (field 4: the epoch) when the engine
+    /// sweeps.
+    pub python_sweeps: bool,
 }
 
 pub fn parse_chunk(
     context: &mut Context, chunk: &[u8], start: usize, records: &mut [i64], arena: &mut [u8], options: &Options<'_>,
     counts: &mut [i64],
 ) -> Option<Done> {
+    parse_chunk_counting(context, chunk, start, records, arena, options, counts, None)
+}
+
+/// `parse_chunk`, with every event fed to `counting` when there is one: then the records are the lines
+/// Python must parse, `SWEEP` markers for Python's own rules, and `THRESHOLD` (stops the call, as
+/// `PYTHON` does, so that Python decides before the next line counts). `None` also when the engine
+/// cannot make a key (an address Python's `ipaddress` would refuse: never from this parser).
+#[allow(clippy::too_many_arguments)]
+pub fn parse_chunk_counting(
+    context: &mut Context, chunk: &[u8], start: usize, records: &mut [i64], arena: &mut [u8], options: &Options<'_>,
+    counts: &mut [i64], mut counting: Option<Counting<'_>>,
+) -> Option<Done> {
     if start > chunk.len() + 1 || counts.len() < COUNT_SLOTS {
         return None;
     }
+    // A counted line may write two records (a sweep marker and a threshold).
+    let per_line = if counting.is_some() { 2 } else { 1 };
     let mut writer = Writer { chunk, arena, used: 0 };
     let mut next_sweep = options.next_sweep;
     let mut position = start;
@@ -101,7 +136,7 @@ pub fn parse_chunk(
     let mut lines = 0;
     // A chunk of N newlines holds N + 1 lines (the last possibly empty): done when past its end.
     while position <= chunk.len() {
-        if (count + 1) * FIELDS > records.len() || writer.used + ARENA_PER_LINE > writer.arena.len() {
+        if (count + per_line) * FIELDS > records.len() || writer.used + ARENA_PER_LINE > writer.arena.len() {
             break;
         }
         let (end, suspect) = crate::text::line_end(chunk, position);
@@ -120,6 +155,25 @@ pub fn parse_chunk(
             Verdict::Python => true,
             Verdict::Event(event) => {
                 counts[(code * 3) as usize + usize::from(event.found.outcome)] += 1;
+                if let Some(counting) = counting.as_mut() {
+                    let fed = EngineEvent {
+                        epoch: event.envelope.epoch, kind: code as u32, ip: cow(&event.ip), user: event.found.user,
+                        pid: event.envelope.pid.map(|pid| pid as f64), repeat: 1, source: counting.source,
+                        position: counting.base + index + 1,
+                    };
+                    let step = counting.engine.feed(&fed).ok()?;
+                    if step.swept && counting.python_sweeps {
+                        marker(&mut records[count * FIELDS..(count + 1) * FIELDS], line_start, end, SWEEP, index);
+                        records[count * FIELDS + 4] = event.envelope.epoch.to_bits() as i64;
+                        count += 1;
+                    }
+                    if step.threshold {
+                        marker(&mut records[count * FIELDS..(count + 1) * FIELDS], line_start, end, THRESHOLD, index);
+                        count += 1;
+                        break;
+                    }
+                    continue;
+                }
                 let counted = options.counted.get(code as usize).is_some_and(|&flag| flag != 0);
                 let epoch = event.envelope.epoch;
                 let sweeps = epoch >= next_sweep; // Engine.feed / Engine.advance: sweep when due

@@ -22,6 +22,7 @@ OTHER_PROGRAM = 100
 NOISE = 101
 PYTHON = 102
 SWEEP = 103
+THRESHOLD = 104  # with the native counting engine: a window reached its count (records::THRESHOLD)
 COUNT_SLOTS = (SWEEP + 1) * 3  # records::COUNT_SLOTS: code * 3 + outcome
 ARENA = 1 << 48
 # The record as struct sees it: the epoch (field 4) is a double, everything else int64.
@@ -29,8 +30,11 @@ RECORD = struct.Struct("<4qd22q")
 # The fields the replay reads, the others skipped as padding: start, end, code, outcome, epoch, pid, ip
 # (2), port, user (2), line index. Unpacking 13 fields instead of 27 is measurably cheaper per record.
 ENGINE_RECORD = struct.Struct("<4qd40x6q80xq")
+# With the native counting engine the records are markers only: start, end, code, epoch, line index.
+COUNTING_RECORD = struct.Struct("<3q8xd168xq")
 _RECORDS_PER_CALL = 4096
 _ARENA_PER_RECORD = 256  # as ARENA_PER_LINE in records.rs
+_BAD_ADDRESS = -3  # engine_ffi::BAD_ADDRESS
 
 OUTCOMES = (Outcome.FAILURE, Outcome.SUCCESS, Outcome.INFO)
 _USER_VALID = (None, False, True)  # index: user_valid + 1
@@ -103,6 +107,25 @@ class ChunkParser:
         next_start, count, used, lines = self._result
         arena = ctypes.string_at(self._arena, used).decode("ascii") if used else ""
         return Parsed(next_start, lines, layout.iter_unpack(self._view[: count * RECORD.size]), arena)
+
+
+    def parse_counting(
+        self, engine: int, block: bytes, start: int, *, source: int, base: int, python_sweeps: bool
+    ) -> tuple[int, int, Iterator[Record]]:
+        """:meth:`parse` with every event counted by the native engine ``engine`` (a handle): returns the
+        next start, the lines done and the records (:data:`COUNTING_RECORD`): lines for Python, ``SWEEP``
+        markers (if ``python_sweeps``) and a ``THRESHOLD`` last. ``source`` is the engine's index of the
+        block's source, ``base`` the line number before ``start``."""
+        status = self._dll.bgn_parse_counting(
+            self._handle, engine, block, len(block), start, self._records, _RECORDS_PER_CALL, self._arena,
+            len(self._arena), self.counts, COUNT_SLOTS, source, base, python_sweeps, self._result,
+        )
+        if status == _BAD_ADDRESS:
+            raise ValueError("an address in the log does not appear to be an IPv4 or IPv6 network")
+        if status != 0:
+            raise NativeError("bgn_parse_counting failed")
+        next_start, count, _used, lines = self._result
+        return next_start, lines, COUNTING_RECORD.iter_unpack(self._view[: count * RECORD.size])
 
 
 def build_event(record: Record, block: BlockText, source: str, position: int) -> Event:

@@ -1,11 +1,18 @@
 """The detection path of :mod:`bastion_guard.replay` with the native parser in front.
 
 Same input, same report, same decisions as :func:`bastion_guard.replay.replay_stream`, which stays the
-reference (``tests/unit/test_native.py`` checks both on whole logs). Per line the work left
-in Python is nothing for most lines: the library counts them, and returns records only for events of
-the kinds a rule counts (built into :class:`Event` and fed), for the points where another event moves
-the engine's sweep clock (:meth:`Engine.advance`), and for lines it hands back, which
-:class:`LineParser` parses at their place in the stream.
+reference (``tests/unit/test_native.py`` checks both on whole logs). Two paths:
+
+* native parser and native counting (:class:`~bastion_guard.native.engine.NativeEngine`): the library
+  parses a line and counts its event against the rules; Python runs only for the lines it hands back
+  (parsed by :class:`LineParser` at their place in the stream and fed to the same engine), for a window
+  that reached its count (a decision), and for the sweeps of the rules that count bans;
+* native parser, Python counting, when the library has no engine or the rule set uses something it does
+  not count: records for events of the kinds a rule counts (built into :class:`Event` and fed), for the
+  points where another event moves the engine's sweep clock (:meth:`Engine.advance`), and for the lines
+  handed back.
+
+The report's ``parser`` says which path ran, and why.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from bastion_guard.native.chunks import (
     OUTCOMES,
     PYTHON,
     SWEEP,
+    THRESHOLD,
     BlockText,
     ChunkParser,
     build_engine_event,
     build_event,
 )
 from bastion_guard.native.context import NativeContext
+from bastion_guard.native.engine import NativeEngine, unavailable
 from bastion_guard.native.library import NativeLibrary, load
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.reading import decode, iter_blocks
@@ -78,10 +87,9 @@ def replay_auto(
     library, description = choose_path(stream)
     if library is None:
         report = replay_stream(stream, name, reference, ruleset, progress)
-    else:
-        report = replay_stream_native(stream, name, reference, ruleset, library=library, progress=progress)
-    report.parser = description
-    return report
+        report.parser = description
+        return report
+    return replay_stream_native(stream, name, reference, ruleset, library=library, progress=progress)
 
 
 def replay_stream_native(
@@ -92,13 +100,80 @@ def replay_stream_native(
     *,
     library: NativeLibrary,
     progress: Callable[[int], None] | None = None,
+    count_natively: bool = True,
 ) -> Report:
-    """:func:`bastion_guard.replay.replay_stream` with the native parser for the lines it knows."""
-    engine = Engine(ruleset)
+    """:func:`bastion_guard.replay.replay_stream` with the native parser for the lines it knows, and the
+    native rules engine when it can count ``ruleset`` (and ``count_natively``: the benchmark compares)."""
+    why_not = unavailable(library, ruleset) if count_natively else "not asked to"
+    if why_not is None:
+        engine = NativeEngine(ruleset, library)
+        report = _replay_counting(stream, name, reference, engine, library=library, progress=progress)
+        report.parser = f"native ({library.path.name}), rules counted natively"
+    else:
+        report = _replay_parsing(stream, name, reference, Engine(ruleset), library=library, progress=progress)
+        report.parser = f"native ({library.path.name}), rules counted in Python: {why_not}"
+    return report
+
+
+def _replay_counting(
+    stream: BinaryIO, name: str, reference: float, engine: NativeEngine, *, library: NativeLibrary,
+    progress: Callable[[int], None] | None,
+) -> Report:
+    """The replay with the native parser and the native counting engine."""
+    context = NativeContext(library)
+    chunks = ChunkParser(library, context)
+    parser = LineParser(reference, context=context)
+    report = Report(source=name)
+    by_kind, by_outcome, statuses = report.events_by_kind, report.events_by_outcome, report.statuses
+    decisions, unmatched = report.decisions, report.unmatched
+    parse, feed, parse_counting = parser.parse, engine.feed, chunks.parse_counting
+    handle, source, python_sweeps = engine.handle, engine.source_index(name), engine.sweeps_python_rules
+    unmatched_status = LineStatus.UNMATCHED
+    count = 0  # lines before the current call
+    for offset, block, complete in iter_blocks(stream):
+        start = 0
+        end_of_block = len(block)
+        while start <= end_of_block:
+            start, lines, records = parse_counting(
+                handle, block, start, source=source, base=count, python_sweeps=python_sweeps
+            )
+            for line_start, line_end, code, epoch, index in records:
+                if code == THRESHOLD:  # always the last record of a call
+                    decisions.extend(engine.conclude_thresholds())
+                elif code == SWEEP:
+                    engine.sweep_python_rules(epoch)
+                else:  # PYTHON: always the last record of a call
+                    number = count + index + 1
+                    line = decode(block[line_start:line_end])
+                    result = parse(line, name, number)
+                    if isinstance(result, Event):
+                        by_kind[result.kind] += 1
+                        by_outcome[result.outcome] += 1
+                        found = feed(result)
+                        if found:
+                            decisions.extend(found)
+                    else:
+                        statuses[result.value] += 1
+                        if result is unmatched_status and len(unmatched) < _UNMATCHED_SAMPLES:
+                            unmatched.append((number, line))
+            count += lines
+        if progress is not None:
+            progress(offset + len(block) + complete)
+    _add_native_counts(report, list(chunks.counts), chunks.kinds)
+    report.lines = count
+    report.rule_stats = engine.stats
+    return report
+
+
+def _replay_parsing(
+    stream: BinaryIO, name: str, reference: float, engine: Engine, *, library: NativeLibrary,
+    progress: Callable[[int], None] | None,
+) -> Report:
+    """The replay with the native parser and the Python engine."""
     context = NativeContext(library)
     chunks = ChunkParser(library, context, counted=engine.counted_kinds)
     parser = LineParser(reference, context=context)
-    report = Report(source=name, parser=f"native ({library.path.name})")
+    report = Report(source=name)
     kinds = chunks.kinds
     by_kind, by_outcome, statuses = report.events_by_kind, report.events_by_outcome, report.statuses
     decisions, unmatched = report.decisions, report.unmatched

@@ -20,7 +20,7 @@ from bastion_guard.durations import format_duration
 from bastion_guard.events import Event, Kind, Outcome
 from bastion_guard.rules.allowlist import ALWAYS_ALLOWED, NetworkSet
 from bastion_guard.rules.counts import EngineCounts, RuleCounts, portable, rule_fingerprint
-from bastion_guard.rules.spec import Action, CountMode, KeyBy, RuleSet, RuleSpec, Source
+from bastion_guard.rules.spec import Action, CountMode, KeyBy, Network, RuleSet, RuleSpec, Source
 from bastion_guard.rules.window import (
     SOURCE_SLOTS,
     Window,
@@ -145,7 +145,7 @@ class Engine:
 
     def forget_ban(self, target: str) -> None:
         """An operator lifted the ban of ``target``: count its events again from now on."""
-        self._active.pop(target, None)
+        self._lift_ban(target)
 
     def export_counts(self, *, portable_only: bool = False) -> EngineCounts:
         """The counts in progress and the bans in effect, for :meth:`import_counts` in a reloaded engine, or
@@ -199,35 +199,40 @@ class Engine:
         decisions: list[Decision] | None = None
         count = self._count
         for rule in rules:
-            decision = count(rule, event)
-            if decision is not None:
+            found = count(rule, event)
+            if found:
                 if decisions is None:
                     decisions = []
-                decisions.append(decision)
-                if decision.verdict is Verdict.BAN:
-                    decisions.extend(self._count_ban(decision))
+                decisions.extend(found)
         return _NO_DECISIONS if decisions is None else tuple(decisions)
 
     def sweep(self, now: float) -> None:
         """Forget counts that have left their window and bans that have expired, as of event time ``now``."""
         self._next_sweep = now + _SWEEP_INTERVAL_SECS
-        for rule in self._rules:
-            cutoff = now - rule.spec.window_secs
-            windows = rule.windows
-            stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]
-            for key in stale:
-                del windows[key]
-            quiet = rule.quiet
-            for key in [key for key, until in quiet.items() if until <= now]:
-                del quiet[key]
-            self._enforce_cap(rule)
+        self._sweep_rules(self._rules, now)
         expired = [target for target, expires in self._active.items() if expires <= now]
         for target in expired:
             del self._active[target]
 
+    def _sweep_rules(self, rules: list[_Rule], now: float) -> None:
+        """The per-rule half of :meth:`sweep` (the native engine sweeps its rules itself, Python the rest)."""
+        for rule in rules:
+            self._forget_stale_windows(rule, now - rule.spec.window_secs)
+            quiet = rule.quiet
+            for key in [key for key, until in quiet.items() if until <= now]:
+                del quiet[key]
+            self._enforce_cap(rule)
+
+    def _forget_stale_windows(self, rule: _Rule, cutoff: float) -> None:
+        """Forget the windows of ``rule`` whose newest entry is older than ``cutoff``."""
+        windows = rule.windows
+        stale = [key for key, entries in windows.items() if entries[-rule.stride] < cutoff]
+        for key in stale:
+            del windows[key]
+
     # --- counting -------------------------------------------------------------------------------------
 
-    def _count(self, rule: _Rule, event: Event) -> Decision | None:
+    def _count(self, rule: _Rule, event: Event) -> list[Decision] | None:
         # Hot path (every counted event): cheap checks first, the window last.
         if rule.filtered and not _passes_filters(rule, event):
             return None
@@ -250,7 +255,7 @@ class Engine:
             index = self._source_index(event.source)
         return self._count_window(rule, key, event, float(event.position * SOURCE_SLOTS + index))
 
-    def _count_window(self, rule: _Rule, key: str, event: Event, reference: float) -> Decision | None:
+    def _count_window(self, rule: _Rule, key: str, event: Event, reference: float) -> list[Decision] | None:
         """Add ``event`` to the window of ``key``; decide when the window holds ``count`` of them."""
         spec = rule.spec
         mode = spec.count_mode
@@ -279,7 +284,23 @@ class Engine:
             return None
         del windows[key]
         found = evidence(window, stride, self._source_names)
-        return self._decide(rule, key, event, reached + event.repeat - 1, found)
+        return self._conclude(
+            rule, key, kind=event.kind, epoch=event.epoch, user=event.user, count=reached + event.repeat - 1,
+            found=found,
+        )
+
+    def _conclude(
+        self, rule: _Rule, key: str, *, kind: Kind, epoch: float, user: str | None, count: int,
+        found: tuple[Evidence, ...],
+    ) -> list[Decision]:
+        """A window of ``rule`` reached its count: the decision, and what the recidive rules make of a ban.
+        Shared by both counting paths (here, and the native engine's thresholds)."""
+        decision = self._decide(rule, key, kind=kind, epoch=epoch, user=user, count=count, found=found)
+        if decision is None:
+            return []
+        if decision.verdict is Verdict.BAN:
+            return [decision, *self._count_ban(decision)]
+        return [decision]
 
     def _count_ban(self, ban: Decision) -> list[Decision]:
         """Feed a ban to the recidive rules (rules with ``source: bans``)."""
@@ -306,14 +327,17 @@ class Engine:
                 continue
             del rule.windows[ban.target]
             found = evidence(window, 2, self._source_names)
-            self._active.pop(ban.target, None)  # the longer recidive ban replaces the shorter one
-            decision = self._decide(rule, ban.target, synthetic, len(found), found)
+            self._lift_ban(ban.target)  # the longer recidive ban replaces the shorter one
+            decision = self._decide(
+                rule, ban.target, kind=synthetic.kind, epoch=ban.epoch, user=ban.user, count=len(found), found=found
+            )
             if decision is not None:
                 decisions.append(decision)
         return decisions
 
     def _decide(
-        self, rule: _Rule, key: str, event: Event, count: int, found: tuple[Evidence, ...]
+        self, rule: _Rule, key: str, *, kind: Kind, epoch: float, user: str | None, count: int,
+        found: tuple[Evidence, ...],
     ) -> Decision | None:
         spec = rule.spec
         target = key if spec.key is not KeyBy.IP_USER else key.split(" ", 1)[0]
@@ -321,28 +345,39 @@ class Engine:
             rule.stats.allowlisted += 1
             return None
         rule.stats.decisions += 1
-        what = f"{count} x {event.kind.value if spec.source is Source.EVENTS else 'bans'}"
+        what = f"{count} x {kind.value if spec.source is Source.EVENTS else 'bans'}"
         window = f" within {format_duration(spec.window_secs)}" if spec.window_secs else ""
         if spec.action is Action.ALERT or spec.ban is None:
             if spec.window_secs:
-                rule.quiet[key] = event.epoch + spec.window_secs
+                self._set_quiet(rule, key, epoch + spec.window_secs)
             return Decision(
-                Verdict.ALERT, spec.name, target, event.epoch, None, count, 0, what + window, found,
-                user=event.user,
+                Verdict.ALERT, spec.name, target, epoch, None, count, 0, what + window, found, user=user
             )
         history_key = (spec.name, target)
         previous = self._history.get(history_key)
         offence = 1
-        if previous is not None and event.epoch - previous[1] < spec.ban.forget_after_secs:
+        if previous is not None and epoch - previous[1] < spec.ban.forget_after_secs:
             offence = previous[0] + 1
-        self._history[history_key] = (offence, event.epoch)
+        self._history[history_key] = (offence, epoch)
         duration = spec.ban.duration_for(offence)
-        self._active[target] = max(self._active.get(target, 0.0), event.epoch + duration)
+        self._extend_ban(target, epoch + duration)
         reason = what + window + (f"; offence {offence}" if offence > 1 else "")
         return Decision(
-            Verdict.BAN, spec.name, target, event.epoch, duration, count, offence, reason, found,
-            user=event.user,
+            Verdict.BAN, spec.name, target, epoch, duration, count, offence, reason, found, user=user
         )
+
+    # --- the silences: where _decide and _count_ban leave their outcome (the native engine keeps its own) --
+
+    def _extend_ban(self, target: str, until: float) -> None:
+        """Ban rules skip ``target`` until ``until`` (or later, if an earlier ban says so)."""
+        self._active[target] = max(self._active.get(target, 0.0), until)
+
+    def _lift_ban(self, target: str) -> None:
+        self._active.pop(target, None)
+
+    def _set_quiet(self, rule: _Rule, key: str, until: float) -> None:
+        """The alert rule ``rule`` stays silent for ``key`` until ``until``."""
+        rule.quiet[key] = until
 
     def _reset(self, event: Event) -> None:
         for rule in self._resetting:
@@ -354,8 +389,7 @@ class Engine:
 
     def _compile(self, spec: RuleSpec, ruleset: RuleSet) -> _Rule:
         matcher = spec.matcher
-        networks = (*matcher.networks, *(n for name in matcher.network_lists for n in ruleset.allowlist(name)))
-        outside = (*matcher.outside, *(n for name in matcher.outside_lists for n in ruleset.allowlist(name)))
+        networks, outside = filter_networks(spec, ruleset)
         return _Rule(
             spec=spec,
             key_of=self._key_function(spec),
@@ -431,6 +465,14 @@ def _rebased(entries: list[float], stride: int, sources: list[int]) -> Window | 
             return None
         window[index] = pack(position, sources[source])
     return window
+
+
+def filter_networks(spec: RuleSpec, ruleset: RuleSet) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
+    """The networks of a rule's ``networks`` and ``outside`` conditions, allowlists named in them expanded."""
+    matcher = spec.matcher
+    networks = (*matcher.networks, *(n for name in matcher.network_lists for n in ruleset.allowlist(name)))
+    outside = (*matcher.outside, *(n for name in matcher.outside_lists for n in ruleset.allowlist(name)))
+    return networks, outside
 
 
 def _forget_user(window: Window, name_hash: float) -> None:
