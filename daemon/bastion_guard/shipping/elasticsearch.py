@@ -38,6 +38,7 @@ from bastion_guard.shipping.elasticsearch_config import ElasticsearchConfig
 from bastion_guard.shipping.records import Record
 from bastion_guard.shipping.secrets import is_loopback_host, redact_url
 from bastion_guard.shipping.spool import Queued
+from bastion_guard.shipping.spooled_batch import SpooledBatch
 
 log = logging.getLogger("bastiond.shipping")
 # The transport logs every request at INFO ("putting on N second timeout" per retry while the cluster is
@@ -95,17 +96,10 @@ class ElasticsearchSink:
 
     def deliver_queued(self, items: Sequence[Queued]) -> Sequence[Delivery]:
         """:meth:`deliver` for what the worker read from the spool: parsed lines are encoded from their
-        events (:func:`~bastion_guard.shipping.ecs_ndjson.event_lines`), with no record built for them."""
-        namespace = self._config.namespace
-        lines, dumps = event_lines, orjson.dumps
-        parts: list[bytes] = []
-        for item in items:
-            event = item.event
-            if event is not None:
-                parts.append(lines(event, item.bastion, namespace))
-            else:
-                parts += _record_lines(item.record, namespace, dumps)
-        return self._bulk(b"".join(parts), len(items))
+        spooled batch, a run of consecutive events at a time, by the native path where there is one
+        (:meth:`~bastion_guard.shipping.spooled_batch.SpooledBatch.ecs_lines`), else from their events
+        (:func:`~bastion_guard.shipping.ecs_ndjson.event_lines`), with no record built for them."""
+        return self._bulk(queued_body(items, self._config.namespace), len(items))
 
     def _bulk(self, body: bytes, count: int) -> Sequence[Delivery]:
         """Send one ``_bulk`` body of ``count`` documents; one :class:`Delivery` per document, in order."""
@@ -178,6 +172,45 @@ def bulk_body(records: Sequence[Record], namespace: str) -> bytes:
     for record in records:
         parts += _record_lines(record, namespace, dumps)
     return b"".join(parts)
+
+
+def queued_body(items: Sequence[Queued], namespace: str) -> bytes:
+    """The ``_bulk`` body for ``items`` in order: runs of consecutive events of one spooled batch in one
+    native call each (a retry's leftovers make shorter runs), everything else line by line in Python."""
+    parts: list[bytes] = []
+    batch, first, stop = None, 0, 0  # the run being collected: events first..stop-1 of batch
+    for item in items:
+        if item.batch is not None and item.batch is batch and item.index == stop:
+            stop += 1
+            continue
+        if batch is not None:
+            _run_lines(parts, batch, first, stop, namespace)
+            batch = None
+        if item.batch is not None:
+            batch, first, stop = item.batch, item.index, item.index + 1
+        else:
+            parts.append(_item_lines(item, namespace))
+    if batch is not None:
+        _run_lines(parts, batch, first, stop, namespace)
+    return b"".join(parts)
+
+
+def _run_lines(parts: list[bytes], batch: SpooledBatch, first: int, stop: int, namespace: str) -> None:
+    """Events ``first`` to ``stop - 1`` of ``batch``: natively if it can, else each in Python."""
+    native = batch.ecs_lines(first, stop, namespace)
+    if native is not None:
+        parts.append(native)
+        return
+    events, bastion = batch.events(), batch.bastion
+    parts += (event_lines(events[index], bastion, namespace) for index in range(first, stop))
+
+
+def _item_lines(item: Queued, namespace: str) -> bytes:
+    """A queued event's lines (from its event), or a record's (the reference path)."""
+    event = item.event
+    if event is not None:
+        return event_lines(event, item.bastion, namespace)
+    return b"".join(_record_lines(item.record, namespace, orjson.dumps))
 
 
 def _record_lines(record: Record, namespace: str, dumps: Callable[[Any], bytes]) -> tuple[bytes, ...]:

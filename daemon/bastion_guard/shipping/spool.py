@@ -54,14 +54,9 @@ import orjson
 
 from bastion_guard.errors import BastionError
 from bastion_guard.events import Event
-from bastion_guard.shipping.event_batches import (
-    ReplayKey,
-    decode_events,
-    encode_events,
-    replay_key,
-    replay_keys,
-)
+from bastion_guard.shipping.event_batches import ReplayKey, encode_events, replay_key, replay_keys
 from bastion_guard.shipping.records import Record, RecordKind, event_record
+from bastion_guard.shipping.spooled_batch import SpooledBatch
 from bastion_guard.state.files import SIDECARS, create_file, prepare_directory
 
 log = logging.getLogger("bastiond.shipping")
@@ -140,34 +135,54 @@ class Bounds:
 class Queued:
     """A record as a sink's worker reads it: its place in the spool, and the record.
 
-    A parsed line is read as its :class:`Event` and bastion; its record (a body dict and an id, ~3 µs) is
-    built the first time :attr:`record` is asked for. A sink that encodes events itself (the Elasticsearch
-    sink's ``deliver_queued``) never asks, except for the few it rejects (dead letters are records)."""
+    A parsed line is read as event ``index`` of its spooled ``batch`` (or as an :class:`Event` and its
+    bastion); its :attr:`event` is decoded, and its record (a body dict and an id, ~3 µs) built, the first
+    time they are asked for. A sink that encodes batches itself (the Elasticsearch sink's
+    ``deliver_queued``) asks for neither, except for the few it rejects (dead letters are records)."""
 
-    __slots__ = ("_record", "bastion", "event", "seq")
+    __slots__ = ("_event", "_record", "bastion", "batch", "index", "seq")
 
     def __init__(self, seq: int, record: Record | None = None, *, event: Event | None = None,
-                 bastion: str = "") -> None:
-        """Either ``record``, or ``event`` and its ``bastion``."""
-        if (record is None) == (event is None):
-            raise ValueError("a queued item is a record or an event, exactly one of them")
+                 bastion: str = "", batch: SpooledBatch | None = None, index: int = 0) -> None:
+        """Exactly one of ``record``, ``event`` (with its ``bastion``) or ``batch`` (with the ``index``)."""
+        if (record is not None) + (event is not None) + (batch is not None) != 1:
+            raise ValueError("a queued item is a record, an event or a batch's event, exactly one of them")
         self.seq = seq
-        self.event = event
-        self.bastion = bastion
+        self._event = event
+        self.bastion = batch.bastion if batch is not None else bastion
+        self.batch = batch
+        self.index = index
         self._record = record
+
+    @classmethod
+    def of_batch(cls, seq: int, batch: SpooledBatch, index: int) -> Queued:
+        """Event ``index`` of ``batch`` (the spool's reader makes one per event: no checks to repeat)."""
+        item = cls.__new__(cls)
+        item.seq, item.batch, item.index, item.bastion = seq, batch, index, batch.bastion
+        item._event = item._record = None
+        return item
+
+    @property
+    def event(self) -> Event | None:
+        """The parsed line (None for other records)."""
+        event = self._event
+        if event is None and self.batch is not None:
+            event = self._event = self.batch.events()[self.index]
+        return event
 
     @property
     def record(self) -> Record:
         """The record (built from the event on first use, then kept)."""
         record = self._record
         if record is None:
-            if self.event is None:  # cannot happen: __init__ takes exactly one of them
+            event = self.event
+            if event is None:  # cannot happen: __init__ takes exactly one of them
                 raise RuntimeError("a queued item without a record or an event")
-            record = self._record = event_record(self.event, self.bastion)
+            record = self._record = event_record(event, self.bastion)
         return record
 
     def __repr__(self) -> str:
-        return f"Queued({self.seq}, {'event' if self.event is not None else self.record.kind.value})"
+        return f"Queued({self.seq}, {'record ' + self._record.kind.value if self._record is not None else 'event'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +225,8 @@ class Spool:
         # slices of one batch; guarded by ``_lock``, decoded outside it so the loop's append never waits.
         # Events, not records: records are dicts, and tens of thousands of them kept alive make every full
         # garbage collection walk them (it doubled the workers' CPU); a record lives for one delivery.
-        self._decoded: OrderedDict[int, tuple[str, list[Event]]] = OrderedDict()
+        # Decoded as far as the sinks ask (spooled_batch): the Elasticsearch sink's native path decodes no event.
+        self._decoded: OrderedDict[int, SpooledBatch] = OrderedDict()
 
     @classmethod
     def open(
@@ -306,23 +322,24 @@ class Spool:
         """``(seq, approximate stored size, queued event)`` for every unfinished record of ``batches``, reading
         and decoding a batch only when the reader gets to it."""
         for first, last, size in batches:
-            bastion, events = self._decoded_batch(first)
+            batch = self._decoded_batch(first)
             share = size // (last - first + 1)
-            for index in range(max(0, cursor + 1 - first), len(events)):
+            of_batch = Queued.of_batch
+            for index in range(max(0, cursor + 1 - first), batch.count):
                 seq = first + index
-                yield seq, share, Queued(seq, event=events[index], bastion=bastion)
+                yield seq, share, of_batch(seq, batch, index)
 
-    def _decoded_batch(self, first: int) -> tuple[str, list[Event]]:
+    def _decoded_batch(self, first: int) -> SpooledBatch:
         with self._locked() as conn:
             cached = self._decoded.get(first)
             if cached is not None:
                 return cached
             row = conn.execute("SELECT body FROM batches WHERE first = ?", (first,)).fetchone()
         # Gone since the read began (dropped by the bounds): nothing left to deliver of it.
-        decoded: tuple[str, list[Event]] = ("", [])
+        decoded = SpooledBatch.empty()
         if row is not None:
             try:
-                decoded = decode_events(row[0])
+                decoded = SpooledBatch.read(row[0])
             except ValueError as error:  # damaged, or written by a newer version: skip it, never stall on it
                 log.error("spool %s: the batch at %d cannot be read (%s); its records are skipped", self.path,
                           first, error)
