@@ -263,17 +263,20 @@ fn text_value(reader: &mut Reader) -> Read<String> {
 /// The NDJSON of `count` events, `events` being their stored text separated by commas (a slice of a
 /// row from one start `index` found to another's, so with the comma before the next event unless the
 /// run is the row's last), shipped from `bastion`.
-pub fn lines(events: &[u8], count: usize, bastion: &str, table: &Table, frame: &Frame) -> Read<Vec<u8>> {
+/// The NDJSON replaces what `out` held (the caller reuses one buffer: a fresh megabytes-long one per call
+/// cost as much in page faults as the id hashes).
+pub fn lines(out: &mut Vec<u8>, events: &[u8], count: usize, bastion: &str, table: &Table, frame: &Frame) -> Read<()> {
     let text = std::str::from_utf8(events).map_err(|_| Unreadable)?;
     let mut reader = Reader::new(text);
-    let mut out = Vec::with_capacity(events.len() * 3 + count * 1024);
+    out.clear();
+    out.reserve(events.len() * 3 + count * 1024);
     let mut id_text = Vec::with_capacity(512);
     for number in 0..count {
         if number > 0 {
             comma(&mut reader)?;
         }
         let line = read_line(&mut reader, table)?;
-        write_line(&mut out, &mut id_text, &line, bastion, table, frame)?;
+        write_line(out, &mut id_text, &line, bastion, table, frame)?;
     }
     if reader.peek() == Some(b',') {
         reader.expect(b',')?; // a run that ends where the row's next event starts
@@ -281,7 +284,7 @@ pub fn lines(events: &[u8], count: usize, bastion: &str, table: &Table, frame: &
     if !reader.at_end() {
         return Err(Unreadable);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `records.event_id`: blake2b-128 of `event\0{bastion}\0{source}\0{position}\0{epoch}\0{raw}\0`, as
@@ -485,7 +488,16 @@ fn write_bastion_tail(out: &mut Vec<u8>, line: &Line, from_file: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{index, lines, Frame, Table, Unreadable};
+    use super::{Frame, Read, Table, Unreadable};
+
+    fn index(row: &[u8], table: &Table) -> Read<super::RowIndex> {
+        super::index(row, table)
+    }
+
+    fn lines(events: &[u8], count: usize, bastion: &str, table: &Table, frame: &Frame) -> Read<Vec<u8>> {
+        let mut out = b"left over from the last call".to_vec();
+        super::lines(&mut out, events, count, bastion, table, frame).map(|()| out)
+    }
 
     const TABLE: &[u8] = b"1\0connection\0\"kind\":\"event\"\0success\0,\"outcome\":\"success\"\0info\0";
     const FRAME: &[u8] = b"A\0S\0T\0H\0O";

@@ -1,10 +1,13 @@
 //! The `extern "C"` entry points of the ECS path (`ecs`), kept apart from the parser's in `lib.rs`.
 //!
-//! Results are byte buffers this library allocates (`Buffer`): the caller reads `bgn_buffer_data` for
-//! the length it was given, then frees the buffer with `bgn_buffer_free`, exactly once. A null result
-//! means "not here": a row or run the native path does not read exactly as Python does, bad arguments,
-//! or a panic (caught). The caller then takes the Python path, the reference.
+//! `bgn_ecs_index` answers a byte buffer this library allocates (`Buffer`): the caller reads
+//! `bgn_buffer_data` for the length it was given, then frees the buffer with `bgn_buffer_free`, exactly
+//! once. `bgn_ecs_lines` answers a pointer into a buffer of the calling thread, reused by its next call
+//! (megabytes per call: a fresh one each time cost as much in page faults as hashing the ids). A null
+//! result means "not here": a row or run the native path does not read exactly as Python does, bad
+//! arguments, or a panic (caught). The caller then takes the Python path, the reference.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::ecs::{self, Frame, Table};
@@ -14,6 +17,11 @@ pub const ECS_ABI_VERSION: i64 = 1;
 
 /// Bytes allocated here, handed to the caller.
 pub struct Buffer(Vec<u8>);
+
+thread_local! {
+    /// The NDJSON of this thread's last `bgn_ecs_lines` call.
+    static LINES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 #[no_mangle]
 pub extern "C" fn bgn_ecs_abi_version() -> i64 {
@@ -71,19 +79,20 @@ pub unsafe extern "C" fn bgn_ecs_index(
 
 /// The bulk NDJSON of `count` events: `events` (`events_length` bytes) is a row's text from one event
 /// start `bgn_ecs_index` reported to another, `bastion` the row's bastion (UTF-8), `table` as for
-/// `bgn_ecs_index` and `frame` the pieces of one namespace and bastion (see `ecs::Frame`).
+/// `bgn_ecs_index` and `frame` the pieces of one namespace and bastion (see `ecs::Frame`). Answers the
+/// first byte and stores the length in `length_out`; the bytes stay valid until this thread calls again.
 ///
 /// # Safety
 /// Every pointer with a length points to that many readable bytes, unchanged during the call;
-/// `length_out` to one writable usize.
+/// `length_out` to one writable usize. The answer is read before this thread's next call.
 #[no_mangle]
 pub unsafe extern "C" fn bgn_ecs_lines(
     events: *const u8, events_length: usize, count: usize, bastion: *const u8, bastion_length: usize,
     table: *const u8, table_length: usize, frame: *const u8, frame_length: usize, length_out: *mut usize,
-) -> *mut Buffer {
+) -> *const u8 {
     catch_unwind(AssertUnwindSafe(|| {
         if length_out.is_null() {
-            return std::ptr::null_mut();
+            return std::ptr::null();
         }
         // SAFETY: forwarded from the caller, see above.
         let inputs = unsafe {
@@ -95,19 +104,22 @@ pub unsafe extern "C" fn bgn_ecs_lines(
             )
         };
         let (Some(events), Some(bastion), Some(table), Some(frame)) = inputs else {
-            return std::ptr::null_mut();
+            return std::ptr::null();
         };
         let (Ok(bastion), Ok(table), Ok(frame)) = (std::str::from_utf8(bastion), Table::parse(table), Frame::parse(frame))
         else {
-            return std::ptr::null_mut();
+            return std::ptr::null();
         };
-        match ecs::lines(events, count, bastion, &table, &frame) {
-            // SAFETY: length_out is not null, and the caller guarantees it is writable.
-            Ok(out) => unsafe { hand_over(out, length_out) },
-            Err(_) => std::ptr::null_mut(),
-        }
+        LINES.with_borrow_mut(|out| match ecs::lines(out, events, count, bastion, &table, &frame) {
+            Ok(()) => {
+                // SAFETY: length_out is not null, and the caller guarantees it is writable.
+                unsafe { *length_out = out.len() };
+                out.as_ptr()
+            }
+            Err(_) => std::ptr::null(),
+        })
     }))
-    .unwrap_or(std::ptr::null_mut())
+    .unwrap_or(std::ptr::null())
 }
 
 /// The first byte of a buffer (null for a null buffer).

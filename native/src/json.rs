@@ -24,6 +24,34 @@ pub struct Unreadable;
 
 pub type Read<T> = Result<T, Unreadable>;
 
+/// Whether a byte needs attention in a JSON string: the closing quote, an escape, a control character.
+#[inline(always)]
+fn special(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// The first special byte of `bytes` at or after `from` (`bytes.len()` if none), eight bytes at a time:
+/// most of a log line needs no escaping, and this is most of the time spent on strings.
+#[inline]
+pub fn find_special(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut at = from;
+    while at + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        let word = u64::from_le_bytes(word);
+        // "some byte < 0x20" is exact with this test for thresholds up to 0x80; quote and backslash by XOR.
+        let below = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        if below | has_zero(word ^ (ONES * u64::from(b'"'))) | has_zero(word ^ (ONES * u64::from(b'\\'))) != 0 {
+            break;
+        }
+        at += 8;
+    }
+    at + bytes[at..].iter().position(|&byte| special(byte)).unwrap_or(bytes.len() - at)
+}
+
 /// A cursor over JSON text.
 pub struct Reader<'a> {
     text: &'a str,
@@ -170,25 +198,22 @@ impl<'a> Reader<'a> {
         self.expect(b'"')?;
         let bytes = self.bytes();
         let start = self.at;
-        let mut at = start;
-        while at < bytes.len() {
-            match bytes[at] {
-                b'"' => {
-                    self.at = at + 1;
-                    return Ok(Cow::Borrowed(&self.text[start..at]));
-                }
-                b'\\' => break,
-                0..=0x1f => return Err(Unreadable), // a raw control character: not JSON
-                _ => at += 1,
+        let mut at = find_special(bytes, start);
+        match bytes.get(at) {
+            Some(b'"') => {
+                self.at = at + 1;
+                return Ok(Cow::Borrowed(&self.text[start..at]));
             }
+            Some(b'\\') => {}
+            _ => return Err(Unreadable), // a raw control character (not JSON), or no closing quote
         }
         let mut decoded = String::with_capacity(at - start + 16);
         decoded.push_str(&self.text[start..at]);
         loop {
-            let run = bytes[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).ok_or(Unreadable)?;
-            decoded.push_str(&self.text[at..at + run]);
-            at += run;
-            match bytes[at] {
+            let run = find_special(bytes, at);
+            decoded.push_str(&self.text[at..run]);
+            at = run;
+            match *bytes.get(at).ok_or(Unreadable)? {
                 b'"' => {
                     self.at = at + 1;
                     return Ok(Cow::Owned(decoded));
@@ -292,11 +317,12 @@ pub fn push_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
-            continue;
-        }
+    loop {
+        let at = find_special(bytes, start);
         out.extend_from_slice(&bytes[start..at]);
+        let Some(&byte) = bytes.get(at) else {
+            break;
+        };
         start = at + 1;
         match byte {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -309,7 +335,6 @@ pub fn push_string(out: &mut Vec<u8>, text: &str) {
             _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]),
         }
     }
-    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
@@ -380,6 +405,24 @@ mod tests {
         let mut out = Vec::new();
         push_string(&mut out, "a\"b\\c/\u{0}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}\u{2028}😀");
         assert_eq!(out, "\"a\\\"b\\\\c/\\u0000\\b\\t\\n\\u000b\\f\\r\\u001f\u{7f}\u{2028}😀\"".as_bytes());
+    }
+
+    #[test]
+    fn finds_special_bytes_at_every_position() {
+        use super::find_special;
+        for length in 0..40 {
+            for position in 0..length {
+                for special in [b'"', b'\\', 0u8, 0x1f] {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = special;
+                    bytes.iter_mut().skip(position + 1).for_each(|byte| *byte = 0xff); // high bytes are not special
+                    assert_eq!(find_special(&bytes, 0), position);
+                    assert_eq!(find_special(&bytes, position + 1), length);
+                }
+            }
+            let plain: Vec<u8> = (0..length).map(|n| [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xe2][n % 8]).collect();
+            assert_eq!(find_special(&plain, 0), length);
+        }
     }
 
     #[test]

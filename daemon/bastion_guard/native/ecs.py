@@ -50,7 +50,7 @@ class NativeEcs:
         self._lines = dll.bgn_ecs_lines
         self._lines.argtypes = [_c_ptr, _c_size, _c_size, _c_bytes, _c_size, _c_bytes, _c_size, _c_bytes, _c_size,
                                 ctypes.POINTER(_c_size)]
-        self._lines.restype = _c_ptr
+        self._lines.restype = _c_ptr  # into the calling thread's buffer, valid until its next call
         self._data = dll.bgn_buffer_data
         self._data.argtypes = [_c_ptr]
         self._data.restype = _c_ptr
@@ -90,8 +90,9 @@ class NativeEcs:
         length = _c_size()
         # The run is passed in place: a pointer into ``row`` (kept alive by the caller), no copy of it.
         address = ctypes.cast(ctypes.c_char_p(row), ctypes.c_void_p).value or 0
-        return self._take(self._lines(address + start, end - start, stop - first, bastion, len(bastion), table,
-                                      len(table), frame, len(frame), ctypes.byref(length)), length)
+        data = self._lines(address + start, end - start, stop - first, bastion, len(bastion), table, len(table),
+                           frame, len(frame), ctypes.byref(length))
+        return ctypes.string_at(data, length.value) if data else None  # copied before this thread calls again
 
 
 _loaded: tuple[NativeEcs | None, str] | None = None

@@ -48,6 +48,11 @@ class SpooledBatch:
         """A batch with nothing left to deliver (unreadable, or gone from the spool)."""
         return cls(b"", "", 0, events=[])
 
+    @property
+    def native(self) -> bool:
+        """Whether the native path writes this row's NDJSON (it read the row as ``decode_events`` does)."""
+        return self._native is not None and self._index is not None
+
     def events(self) -> list[Event]:
         """Every event of the row (decoded on first use)."""
         events = self._events
