@@ -6,8 +6,9 @@ than the shipping path it receives from and an end-to-end rate against it measur
 answers ``GET /``, the setup PUTs and ``_bulk`` (every action ``201 created``, one item per action line,
 counted by newlines) with the product header the client checks, so the rate against it is the shipping
 path's. Correctness stays with the double. ``filter_path`` is applied to the canned answer by the double's
-own implementation of Elasticsearch's response filtering (``es_double.filter_response``). Runs as its own process (as a cluster would be): prints its
-port on stdout, serves until stdin closes; ``GET /_count`` answers how many documents it took.
+own implementation of Elasticsearch's response filtering (``es_double.filter_response``). Runs as its own
+process (as a cluster would be): prints its port on stdout, serves until stdin closes; ``GET /_count``
+answers how many documents it took.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "doubles"))
-from es_double import filter_paths, filter_response  # noqa: E402 (the double's filter_path, one implementation)
+from es_double import filter_paths, filter_response  # the double's filter_path: one implementation
 
 _MEDIA = "application/vnd.elasticsearch+json; compatible-with=8"
 _ITEM = {"create": {"_index": "logs-bastion.auth-default", "status": 201, "result": "created"}}
