@@ -14,6 +14,7 @@ answers how many documents it took.
 from __future__ import annotations
 
 import functools
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
+
+    def setup(self) -> None:
+        """No Nagle delay, as Elasticsearch (``http.tcp.no_delay``, on by default): the answer goes out as two
+        writes (head, body), and a small body would otherwise wait for the client's delayed ACK (40 ms)."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         """``GET /`` (health) and ``GET /_count``."""

@@ -303,6 +303,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the tests assert on state, not on access logs."""
 
+    def setup(self) -> None:
+        """No Nagle delay, as Elasticsearch (``http.tcp.no_delay``, on by default): an answer goes out as two
+        writes (head, body), and a small body would otherwise wait for the client's delayed ACK (40 ms)."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 
