@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import heapq
 import logging
 import sqlite3
 import threading
@@ -304,30 +303,21 @@ class Spool:
             batches = conn.execute(
                 "SELECT first, last, bytes FROM batches WHERE last > ? ORDER BY first LIMIT ?", (cursor, limit),
             ).fetchall()
-        items = self._batch_items(batches, cursor)
-        if rows:  # in place order with the single records (usually there are none: skip the merge)
-            singles = ((seq, size, body) for seq, body, size in rows)
-            items = heapq.merge(singles, items, key=lambda item: item[0])
-        result: list[Queued] = []
-        total = 0
-        for seq, size, stored in items:
-            total += size
-            if len(result) >= limit or (max_bytes and total > max_bytes and result):
-                break
-            result.append(stored if isinstance(stored, Queued) else Queued(seq, decode(stored)))
-        return result
-
-    def _batch_items(self, batches: list[tuple[int, int, int]],
-                     cursor: int) -> Iterator[tuple[int, int, Queued | bytes]]:
-        """``(seq, approximate stored size, queued event)`` for every unfinished record of ``batches``, reading
-        and decoding a batch only when the reader gets to it."""
+        # In place order: the single records (usually none, a few decisions) between the batches' runs.
+        taking = _Taking(limit, max_bytes)
+        singles = iter(rows)
+        single = next(singles, None)
         for first, last, size in batches:
+            while single is not None and single[0] < first:
+                if not taking.record(*single):
+                    return taking.items
+                single = next(singles, None)
             batch = self._decoded_batch(first)
-            share = size // (last - first + 1)
-            of_batch = Queued.of_batch
-            for index in range(max(0, cursor + 1 - first), batch.count):
-                seq = first + index
-                yield seq, share, of_batch(seq, batch, index)
+            if not taking.events(batch, first, max(0, cursor + 1 - first), size // (last - first + 1)):
+                return taking.items
+        while single is not None and taking.record(*single):
+            single = next(singles, None)
+        return taking.items
 
     def _decoded_batch(self, first: int) -> SpooledBatch:
         with self._locked() as conn:
@@ -612,6 +602,42 @@ class Spool:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+
+class _Taking:
+    """What one read takes: up to ``limit`` items and, with ``max_bytes``, no more stored bytes than that
+    (one item at least); at the first item that does not fit, the read is over. A batch's events are
+    taken a run at a time (each counted at the batch's average size), not looked at one by one."""
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.items: list[Queued] = []
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def _room(self, count: int, size: int) -> int:
+        """How many of ``count`` items of ``size`` stored bytes each still fit."""
+        room = min(count, self._limit - len(self.items))
+        if self._max_bytes and size:
+            room = min(room, max((self._max_bytes - self._bytes) // size, 0 if self.items else 1))
+        return max(room, 0)
+
+    def record(self, seq: int, body: bytes, size: int) -> bool:
+        """Take a single record's row if it fits; whether it did."""
+        if not self._room(1, size):
+            return False
+        self._bytes += size
+        self.items.append(Queued(seq, decode(body)))
+        return True
+
+    def events(self, batch: SpooledBatch, first: int, start: int, share: int) -> bool:
+        """Take the events of ``batch`` (spooled at ``first``) from ``start`` on that fit; whether all did."""
+        count = max(batch.count - start, 0)
+        room = self._room(count, share)
+        self._bytes += room * share
+        of_batch = Queued.of_batch
+        self.items += [of_batch(first + index, batch, index) for index in range(start, start + room)]
+        return room == count
 
 
 @dataclass(frozen=True, slots=True)
