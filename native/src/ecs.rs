@@ -268,8 +268,12 @@ fn text_value(reader: &mut Reader) -> Read<String> {
 pub fn lines(out: &mut Vec<u8>, events: &[u8], count: usize, bastion: &str, table: &Table, frame: &Frame) -> Read<()> {
     let text = std::str::from_utf8(events).map_err(|_| Unreadable)?;
     let mut reader = Reader::new(text);
+    let estimate = events.len() * 3 + count * 1024;
     out.clear();
-    out.reserve(events.len() * 3 + count * 1024);
+    if out.capacity() > 4 * estimate {
+        out.shrink_to(estimate); // a burst of long lines does not keep its megabytes for good
+    }
+    out.reserve(estimate);
     let mut id_text = Vec::with_capacity(512);
     for number in 0..count {
         if number > 0 {
