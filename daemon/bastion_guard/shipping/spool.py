@@ -220,11 +220,11 @@ class Spool:
         self._lock = threading.Lock()
         self._durable = True  # the connection's synchronous setting: FULL (True) or NORMAL
         self._replayable: set[ReplayKey] = self._load_replayable()
-        # Decoded batches by ``first``, shared by the sinks' workers (each reads every batch) and across the
-        # slices of one batch; guarded by ``_lock``, decoded outside it so the loop's append never waits.
-        # Events, not records: records are dicts, and tens of thousands of them kept alive make every full
-        # garbage collection walk them (it doubled the workers' CPU); a record lives for one delivery.
-        # Decoded as far as the sinks ask (spooled_batch): the Elasticsearch sink's native path decodes no event.
+        # Read batches by ``first``, shared by the sinks' workers (each reads every batch) and across the
+        # slices of one batch; guarded by ``_lock``, read outside it so the loop's append never waits. Each is
+        # decoded only as far as a sink asks (``SpooledBatch``: the Elasticsearch sink's native path needs no
+        # ``Event``), and to events, never records: records are dicts, and tens of thousands of them kept
+        # alive make every full garbage collection walk them (it doubled the workers' CPU).
         self._decoded: OrderedDict[int, SpooledBatch] = OrderedDict()
 
     @classmethod
