@@ -10,13 +10,18 @@
 //! the interpreter.
 
 pub mod addr;
+pub mod blake2b;
 pub mod context;
+pub mod ecs;
+pub mod ecs_ffi; // the ECS path's own extern "C" entry points (and their `unsafe`)
 pub mod engine;
 pub mod engine_ffi;
 pub mod envelope;
+pub mod json;
 pub mod kinds;
 pub mod line;
 pub mod net;
+pub mod pyfmt;
 pub mod records;
 pub mod rulebook;
 pub mod sshd;

@@ -14,7 +14,11 @@ It is not Elasticsearch (that cannot run here); it is the part of its protocol o
 - ``POST _bulk``: NDJSON action/source pairs; data streams (``logs-*``) take only ``create``; a ``create``
   of an existing ``_id`` is 409 ``version_conflict_engine_exception``; ``@timestamp`` is required; ``source.ip``
   and ``related.ip`` must be IP addresses (``mapper_parsing_exception`` otherwise), as the template maps them;
-  per-item statuses with ``errors: true`` when any failed.
+  per-item statuses with ``errors: true`` when any failed;
+- ``filter_path`` on any request (:func:`filter_response`), as Elasticsearch's response filtering does it:
+  comma-separated dotted paths, ``*`` within a name, ``**`` for any depth; objects and array elements left
+  with nothing are dropped; error responses are not filtered. Exclusions (``-path``) are refused (400)
+  rather than imitated, since nothing here uses them.
 
 Switches for failure tests: :meth:`go_down` / :meth:`come_up` (connections refused, open keep-alive
 connections cut), :meth:`throttle` (the next N items answer 429, or the whole request with Retry-After),
@@ -27,12 +31,14 @@ import base64
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import ssl
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -237,6 +243,54 @@ def _is_ip(value: object) -> bool:
     return True
 
 
+_NOTHING: Any = object()  # what a filter leaves of a value none of its paths reach
+
+
+def filter_paths(query: str) -> list[list[str]] | None:
+    """The ``filter_path`` of a query string as lists of path segments (None: no filtering). ValueError for
+    an exclusion (``-path``), which this double does not implement."""
+    values = parse_qs(query).get("filter_path")
+    if not values:
+        return None
+    paths = [path.strip() for value in values for path in value.split(",") if path.strip()]
+    if any(path.startswith("-") for path in paths):
+        raise ValueError("filter_path exclusions are not implemented by this double")
+    return [path.split(".") for path in paths]
+
+
+def _segment_matches(pattern: str, name: str) -> bool:
+    """``*`` matches any run of characters in one name (Elasticsearch's simple wildcard match)."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name) is not None
+
+
+def _after(path: list[str], name: str) -> list[list[str]]:
+    """What is left of ``path`` under the field ``name`` (several ways when ``**`` spans any depth)."""
+    if not path:
+        return []
+    head = path[0]
+    if head == "**":
+        return [path, *_after(path[1:], name)]  # ``**`` takes this level and stays, or takes none
+    return [path[1:]] if _segment_matches(head, name) else []
+
+
+def filter_response(value: Any, paths: list[list[str]]) -> Any:
+    """``value`` with only what ``paths`` reach: a path used up keeps the whole value under it; objects
+    and array elements left empty are dropped (``_NOTHING`` when nothing is left of ``value``)."""
+    if any(not path or path == ["**"] for path in paths):
+        return value
+    if isinstance(value, dict):
+        kept = {}
+        for name, child in value.items():
+            rest = [after for path in paths for after in _after(path, name)]
+            if rest and (child_kept := filter_response(child, rest)) is not _NOTHING:
+                kept[name] = child_kept
+        return kept if kept else _NOTHING
+    if isinstance(value, list):  # a path goes through an array into each element
+        elements = [kept for kept in (filter_response(element, paths) for element in value) if kept is not _NOTHING]
+        return elements if elements else _NOTHING
+    return _NOTHING
+
+
 def _error(status: int, kind: str, reason: str) -> dict[str, Any]:
     return {"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason},
             "status": status}
@@ -248,6 +302,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the tests assert on state, not on access logs."""
+
+    def setup(self) -> None:
+        """No Nagle delay, as Elasticsearch (``http.tcp.no_delay``, on by default): an answer goes out as two
+        writes (head, body), and a small body would otherwise wait for the client's delayed ACK (40 ms)."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -264,8 +324,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         double = self.server.double
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         double.requests[f"{method} {path}"] += 1
+        try:
+            self._filter = filter_paths(query)
+        except ValueError as error:
+            self._filter = None
+            self._reply(400, _error(400, "illegal_argument_exception", str(error)))
+            return
         problem = self._media_problem(double.major, bool(body))
         if problem is not None:
             self._reply(400, _error(400, "media_type_header_exception", problem))
@@ -321,6 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        paths = getattr(self, "_filter", None)
+        if paths is not None and status < 400:  # Elasticsearch builds error responses unfiltered
+            kept = filter_response(body, paths)
+            body = {} if kept is _NOTHING else kept
         data = orjson.dumps(body)
         self.send_response(status)
         self.send_header("X-Elastic-Product", "Elasticsearch")

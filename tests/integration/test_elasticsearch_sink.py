@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from bastion_guard.events import Event
+from bastion_guard.native.ecs import load_ecs
 from bastion_guard.parsing import LineParser
+from bastion_guard.shipping import spooled_batch
 from bastion_guard.shipping.base import Result
 from bastion_guard.shipping.ecs import to_document
 from bastion_guard.shipping.elasticsearch import ElasticsearchSink, build_elasticsearch
@@ -27,7 +29,7 @@ from bastion_guard.shipping.records import Record, RecordKind, action_record, ev
 from bastion_guard.shipping.secrets import SecretRef
 from bastion_guard.shipping.spool import Spool
 from bastion_guard.shipping.worker import Backoff, Worker
-from doubles.es_double import ElasticsearchDouble
+from doubles.es_double import ElasticsearchDouble, filter_paths, filter_response
 
 AUDIT = "logs-bastion.audit-default"
 
@@ -44,6 +46,16 @@ def double() -> Iterator[ElasticsearchDouble]:
     server = ElasticsearchDouble().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["native", "python"])
+def ecs_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Spooled events encoded by the native ECS path (skipped without the library) or by Python's."""
+    if request.param == "python":
+        monkeypatch.setattr(spooled_batch, "load_ecs", lambda: (None, "turned off by the test"))
+    elif load_ecs()[0] is None:
+        pytest.skip(f"no native ECS path here: {load_ecs()[1]}")
+    return str(request.param)
 
 
 def sink_for(url: str, **options: object) -> ElasticsearchSink:
@@ -226,10 +238,11 @@ def test_credentials_over_plain_http_to_another_host_are_warned_about(
 
 
 def test_spooled_events_arrive_as_the_reference_documents_and_rejects_are_dead_lettered_as_records(
-        tmp_path: Path, double: ElasticsearchDouble) -> None:
-    """Through the worker's event path (``deliver_queued``: no records built): the double stores exactly
-    ``to_document`` of each event's record, decisions beside them; a line the cluster rejects becomes a dead
-    letter holding the record ``event_record`` builds, and a replayed dead letter goes by the record path."""
+        tmp_path: Path, double: ElasticsearchDouble, ecs_path: str) -> None:
+    """Through the worker's event path (``deliver_queued``: no records built), natively and in Python: the
+    double stores exactly ``to_document`` of each event's record, decisions beside them; a line the cluster
+    rejects becomes a dead letter holding the record ``event_record`` builds, and a replayed dead letter goes
+    by the record path."""
     parser = LineParser(0.0)
     lines = [
         "2025-03-04T10:15:02.123456+00:00 bastion1 sshd[4242]: Failed password for invalid user admin "
@@ -243,6 +256,8 @@ def test_spooled_events_arrive_as_the_reference_documents_and_rejects_are_dead_l
     assert len(events) == len(lines)
     spool = Spool.open(tmp_path / "spool.db", ["es"])
     spool.append_batch(events, "bastion1", records(2))
+    assert [item.batch is not None and item.batch.native for item in spool.read("es", 10)] == [
+        ecs_path == "native"] * 3 + [False] * 2
     double.reject_field("bastion.ssh.fingerprint")  # only the accepted login carries one
     worker = Worker(sink_for(double.url), spool, backoff=Backoff(0.01, 0.1))
     assert worker.run_once()
@@ -256,3 +271,61 @@ def test_spooled_events_arrive_as_the_reference_documents_and_rejects_are_dead_l
     double.accept_all_fields()
     assert spool.replay() == 1 and worker.run_once()
     assert double.documents["logs-bastion.auth-default"] == expected
+
+
+def _attack_events(count: int) -> list[Event]:
+    """Failed logins, and one accepted login (the sixth line: the only one with a key fingerprint)."""
+    parser = LineParser(0.0)
+    lines = [f"2025-03-04T10:15:{n % 60:02d}.{n:06d}+00:00 bastion1 sshd[{4000 + n}]: Failed password for "
+             f"invalid user u{n} from 203.0.113.{n % 250 + 1} port {40000 + n} ssh2" for n in range(count)]
+    lines[5] = ("2025-03-04T10:16:40.001122+00:00 bastion1 sshd[4311]: Accepted publickey for alice from "
+                "198.51.100.23 port 50522 ssh2: ED25519 SHA256:8nisd74JOfd9pbwnqd/f/D6D6qSl9lEc0CFglfW/FZE")
+    events = [parser.parse(line, "file:/var/log/auth.log", n * 120) for n, line in enumerate(lines)]
+    return [event for event in events if isinstance(event, Event)]
+
+
+def test_per_item_retries_and_dead_letters_of_spooled_events(
+        tmp_path: Path, double: ElasticsearchDouble, ecs_path: str) -> None:
+    """Items answered 429 are sent again alone (the retry is a shorter run of a batch row), the item answered
+    400 becomes a dead letter holding its own record, and every other line arrives once, on both paths."""
+    events = _attack_events(12)
+    assert len(events) == 12
+    spool = Spool.open(tmp_path / "spool.db", ["es"])
+    spool.append_batch(events[:7], "bastion1", records(1))
+    spool.append_batch(events[7:], "bastion1")
+    rejected = event_record(events[5], "bastion1")
+    double.reject_field("bastion.ssh.fingerprint")
+    double.throttle(items=3)  # the first three items of the next request (events 0-2) answer 429
+    worker = Worker(sink_for(double.url), spool, backoff=Backoff(0.001, 0.01))
+    while worker.run_once():
+        pass
+    expected = {record.id: to_document(record, "default")
+                for record in (event_record(event, "bastion1") for event in events) if record.id != rejected.id}
+    assert double.documents["logs-bastion.auth-default"] == expected
+    assert double.ids(AUDIT) == {record.id for record in records(1)}
+    assert (double.statuses[429], double.statuses[400], double.statuses[201]) == (3, 1, 11 + 1)
+    assert [letter.record for letter in spool.dead_letters("es")] == [rejected]
+    assert spool.size() == (0, 0)
+
+
+def test_filter_path_is_elasticsearchs_response_filtering(double: ElasticsearchDouble) -> None:
+    """The double filters answers as Elasticsearch does, so the sink's filtered bulk answers (every item's
+    status and error, nothing else) are tested against the real rules: an element left empty is dropped
+    (``items.*.error`` alone would lose the clean items and the answer would no longer line up)."""
+    answer = {"took": 3, "errors": True, "items": [
+        {"create": {"_index": "i", "_id": "a", "_version": 1, "status": 201, "_shards": {"total": 2}}},
+        {"create": {"_index": "i", "_id": "b", "status": 400, "error": {"type": "t", "reason": "r", "x": 1}}}]}
+    sink_filter = filter_paths("filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason")
+    assert sink_filter is not None and filter_response(answer, sink_filter) == {"errors": True, "items": [
+        {"create": {"status": 201}}, {"create": {"status": 400, "error": {"type": "t", "reason": "r"}}}]}
+    errors_only = filter_paths("filter_path=items.*.error")
+    assert errors_only is not None and filter_response(answer, errors_only) == {
+        "items": [{"create": {"error": {"type": "t", "reason": "r", "x": 1}}}]}
+    anywhere = filter_paths("filter_path=**.reason,took")
+    assert anywhere is not None and filter_response(answer, anywhere) == {
+        "took": 3, "items": [{"create": {"error": {"reason": "r"}}}]}
+    with pytest.raises(ValueError, match="exclusions"):
+        filter_paths("filter_path=-took")
+    sink = sink_for(double.url, setup=False)
+    assert [d.result for d in sink.deliver(records(2))] == [Result.DELIVERED] * 2
+    assert double.requests["PUT /_bulk"] + double.requests["POST /_bulk"] == 1

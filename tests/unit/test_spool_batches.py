@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion_guard.events import Event
 from bastion_guard.parsing import LineParser
@@ -183,3 +185,58 @@ def test_an_unreadable_batch_is_skipped_not_stalled_on(tmp_path: Path, events: l
     assert [q.record for q in read] == [event_record(e, "bastion1") for e in events[3:5]]
     spool.complete("es", read[-1].seq)
     assert spool.size() == (0, 0)
+
+
+def _one_by_one(sizes: list[tuple[int, int]], limit: int, max_bytes: int) -> list[int]:
+    """The read's rule for ``(seq, stored size)`` items in place order, an item at a time (the model)."""
+    taken: list[int] = []
+    total = 0
+    for seq, size in sizes:
+        total += size
+        if len(taken) >= limit or (max_bytes and total > max_bytes and taken):
+            break
+        taken.append(seq)
+    return taken
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2)), min_size=1, max_size=6),
+       st.integers(1, 30), st.integers(0, 40_000), st.integers(0, 12))
+def test_a_read_takes_runs_of_a_batch_as_it_would_take_them_one_by_one(
+        tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[int, int]], limit: int, max_bytes: int,
+        done: int) -> None:
+    """Batches of events with decisions between them, any limit and byte budget, the cursor anywhere: the
+    read takes exactly what taking each item in order, at its stored size, would take."""
+    events = _corpus_events()
+    spool = Spool.open(tmp_path_factory.mktemp("spool") / "spool.db", ["es"])
+    used = 0
+    for batch_events, decisions in plan:
+        spool.append_batch(events[used:used + batch_events], "bastion1", audit(decisions, start=used))
+        used += batch_events
+    everything = spool.read("es", 1000)
+    if done and everything:
+        spool.complete("es", everything[min(done, len(everything)) - 1].seq)
+    cursor = everything[min(done, len(everything)) - 1].seq if done and everything else 0
+    with sqlite3.connect(spool.path) as conn:
+        sizes = conn.execute("SELECT seq, bytes FROM records").fetchall() + [
+            (first + index, size // (last - first + 1))
+            for first, last, size in conn.execute("SELECT first, last, bytes FROM batches")
+            for index in range(last - first + 1)]
+    waiting = sorted((seq, size) for seq, size in sizes if seq > cursor)
+    assert [item.seq for item in spool.read("es", limit, max_bytes)] == _one_by_one(waiting, limit, max_bytes)
+    spool.close()
+
+
+_CORPUS_EVENTS: list[Event] = []
+
+
+def _corpus_events() -> list[Event]:
+    """The corpus's events, parsed once for the hypothesis test (a fixture cannot be shared with @given)."""
+    if not _CORPUS_EVENTS:
+        parser = LineParser(CORPUS.stat().st_mtime)
+        with CORPUS.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                result = parser.parse(line.rstrip("\n"), f"file:{CORPUS}", number)
+                if isinstance(result, Event):
+                    _CORPUS_EVENTS.append(result)
+    return _CORPUS_EVENTS

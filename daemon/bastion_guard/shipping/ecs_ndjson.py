@@ -59,6 +59,24 @@ def _observer(bastion: str) -> bytes:
     return b',"observer":{"type":"ids","product":"bastiond","hostname":' + _dumps(bastion) + b"}"
 
 
+@functools.cache
+def native_table() -> bytes:
+    """The per-kind shapes and per-outcome fields for the native path (``native/src/ecs.rs``, ``Table``):
+    the same pieces :func:`event_lines` uses, so the document layout has one definition, here."""
+    pieces = [str(len(Kind)).encode()]
+    for kind in Kind:
+        pieces += (kind.value.encode(), _shape(kind))
+    for outcome in Outcome:
+        pieces += (outcome.value.encode(), _OUTCOME_FIELD.get(outcome, b""))
+    return b"\0".join(pieces)
+
+
+@functools.lru_cache(maxsize=16)
+def native_frame(namespace: str, bastion: str) -> bytes:
+    """The static pieces of one (namespace, bastion) for the native path (``Frame``): :func:`_templates`'."""
+    return b"\0".join(_templates(namespace, bastion))
+
+
 def event_lines(event: Event, bastion: str, namespace: str) -> bytes:
     """The ``create`` action and the ECS document of one parsed line, as two NDJSON lines.
 
@@ -152,4 +170,4 @@ def _message(raw_value: Any, program: Any, pid: Any) -> str:
     return raw
 
 
-__all__ = ["event_lines"]
+__all__ = ["event_lines", "native_frame", "native_table"]

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import heapq
 import logging
 import sqlite3
 import threading
@@ -54,14 +53,9 @@ import orjson
 
 from bastion_guard.errors import BastionError
 from bastion_guard.events import Event
-from bastion_guard.shipping.event_batches import (
-    ReplayKey,
-    decode_events,
-    encode_events,
-    replay_key,
-    replay_keys,
-)
+from bastion_guard.shipping.event_batches import ReplayKey, encode_events, replay_key, replay_keys
 from bastion_guard.shipping.records import Record, RecordKind, event_record
+from bastion_guard.shipping.spooled_batch import SpooledBatch
 from bastion_guard.state.files import SIDECARS, create_file, prepare_directory
 
 log = logging.getLogger("bastiond.shipping")
@@ -140,34 +134,54 @@ class Bounds:
 class Queued:
     """A record as a sink's worker reads it: its place in the spool, and the record.
 
-    A parsed line is read as its :class:`Event` and bastion; its record (a body dict and an id, ~3 µs) is
-    built the first time :attr:`record` is asked for. A sink that encodes events itself (the Elasticsearch
-    sink's ``deliver_queued``) never asks, except for the few it rejects (dead letters are records)."""
+    A parsed line is read as event ``index`` of its spooled ``batch`` (or as an :class:`Event` and its
+    bastion); its :attr:`event` is decoded, and its record (a body dict and an id, ~3 µs) built, the first
+    time they are asked for. A sink that encodes batches itself (the Elasticsearch sink's
+    ``deliver_queued``) asks for neither, except for the few it rejects (dead letters are records)."""
 
-    __slots__ = ("_record", "bastion", "event", "seq")
+    __slots__ = ("_event", "_record", "bastion", "batch", "index", "seq")
 
     def __init__(self, seq: int, record: Record | None = None, *, event: Event | None = None,
-                 bastion: str = "") -> None:
-        """Either ``record``, or ``event`` and its ``bastion``."""
-        if (record is None) == (event is None):
-            raise ValueError("a queued item is a record or an event, exactly one of them")
+                 bastion: str = "", batch: SpooledBatch | None = None, index: int = 0) -> None:
+        """Exactly one of ``record``, ``event`` (with its ``bastion``) or ``batch`` (with the ``index``)."""
+        if (record is not None) + (event is not None) + (batch is not None) != 1:
+            raise ValueError("a queued item is a record, an event or a batch's event, exactly one of them")
         self.seq = seq
-        self.event = event
-        self.bastion = bastion
+        self._event = event
+        self.bastion = batch.bastion if batch is not None else bastion
+        self.batch = batch
+        self.index = index
         self._record = record
+
+    @classmethod
+    def of_batch(cls, seq: int, batch: SpooledBatch, index: int) -> Queued:
+        """Event ``index`` of ``batch`` (the spool's reader makes one per event: no checks to repeat)."""
+        item = cls.__new__(cls)
+        item.seq, item.batch, item.index, item.bastion = seq, batch, index, batch.bastion
+        item._event = item._record = None
+        return item
+
+    @property
+    def event(self) -> Event | None:
+        """The parsed line (None for other records)."""
+        event = self._event
+        if event is None and self.batch is not None:
+            event = self._event = self.batch.events()[self.index]
+        return event
 
     @property
     def record(self) -> Record:
         """The record (built from the event on first use, then kept)."""
         record = self._record
         if record is None:
-            if self.event is None:  # cannot happen: __init__ takes exactly one of them
+            event = self.event
+            if event is None:  # cannot happen: __init__ takes exactly one of them
                 raise RuntimeError("a queued item without a record or an event")
-            record = self._record = event_record(self.event, self.bastion)
+            record = self._record = event_record(event, self.bastion)
         return record
 
     def __repr__(self) -> str:
-        return f"Queued({self.seq}, {'event' if self.event is not None else self.record.kind.value})"
+        return f"Queued({self.seq}, {'record ' + self._record.kind.value if self._record is not None else 'event'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +220,12 @@ class Spool:
         self._lock = threading.Lock()
         self._durable = True  # the connection's synchronous setting: FULL (True) or NORMAL
         self._replayable: set[ReplayKey] = self._load_replayable()
-        # Decoded batches by ``first``, shared by the sinks' workers (each reads every batch) and across the
-        # slices of one batch; guarded by ``_lock``, decoded outside it so the loop's append never waits.
-        # Events, not records: records are dicts, and tens of thousands of them kept alive make every full
-        # garbage collection walk them (it doubled the workers' CPU); a record lives for one delivery.
-        self._decoded: OrderedDict[int, tuple[str, list[Event]]] = OrderedDict()
+        # Read batches by ``first``, shared by the sinks' workers (each reads every batch) and across the
+        # slices of one batch; guarded by ``_lock``, read outside it so the loop's append never waits. Each is
+        # decoded only as far as a sink asks (``SpooledBatch``: the Elasticsearch sink's native path needs no
+        # ``Event``), and to events, never records: records are dicts, and tens of thousands of them kept
+        # alive make every full garbage collection walk them (it doubled the workers' CPU).
+        self._decoded: OrderedDict[int, SpooledBatch] = OrderedDict()
 
     @classmethod
     def open(
@@ -288,41 +303,33 @@ class Spool:
             batches = conn.execute(
                 "SELECT first, last, bytes FROM batches WHERE last > ? ORDER BY first LIMIT ?", (cursor, limit),
             ).fetchall()
-        items = self._batch_items(batches, cursor)
-        if rows:  # in place order with the single records (usually there are none: skip the merge)
-            singles = ((seq, size, body) for seq, body, size in rows)
-            items = heapq.merge(singles, items, key=lambda item: item[0])
-        result: list[Queued] = []
-        total = 0
-        for seq, size, stored in items:
-            total += size
-            if len(result) >= limit or (max_bytes and total > max_bytes and result):
-                break
-            result.append(stored if isinstance(stored, Queued) else Queued(seq, decode(stored)))
-        return result
-
-    def _batch_items(self, batches: list[tuple[int, int, int]],
-                     cursor: int) -> Iterator[tuple[int, int, Queued | bytes]]:
-        """``(seq, approximate stored size, queued event)`` for every unfinished record of ``batches``, reading
-        and decoding a batch only when the reader gets to it."""
+        # In place order: the single records (usually none, a few decisions) between the batches' runs.
+        taking = _Taking(limit, max_bytes)
+        singles = iter(rows)
+        single = next(singles, None)
         for first, last, size in batches:
-            bastion, events = self._decoded_batch(first)
-            share = size // (last - first + 1)
-            for index in range(max(0, cursor + 1 - first), len(events)):
-                seq = first + index
-                yield seq, share, Queued(seq, event=events[index], bastion=bastion)
+            while single is not None and single[0] < first:
+                if not taking.record(*single):
+                    return taking.items
+                single = next(singles, None)
+            batch = self._decoded_batch(first)
+            if not taking.events(batch, first, max(0, cursor + 1 - first), size // (last - first + 1)):
+                return taking.items
+        while single is not None and taking.record(*single):
+            single = next(singles, None)
+        return taking.items
 
-    def _decoded_batch(self, first: int) -> tuple[str, list[Event]]:
+    def _decoded_batch(self, first: int) -> SpooledBatch:
         with self._locked() as conn:
             cached = self._decoded.get(first)
             if cached is not None:
                 return cached
             row = conn.execute("SELECT body FROM batches WHERE first = ?", (first,)).fetchone()
         # Gone since the read began (dropped by the bounds): nothing left to deliver of it.
-        decoded: tuple[str, list[Event]] = ("", [])
+        decoded = SpooledBatch.empty()
         if row is not None:
             try:
-                decoded = decode_events(row[0])
+                decoded = SpooledBatch.read(row[0])
             except ValueError as error:  # damaged, or written by a newer version: skip it, never stall on it
                 log.error("spool %s: the batch at %d cannot be read (%s); its records are skipped", self.path,
                           first, error)
@@ -595,6 +602,42 @@ class Spool:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+
+class _Taking:
+    """What one read takes: up to ``limit`` items and, with ``max_bytes``, no more stored bytes than that
+    (one item at least); at the first item that does not fit, the read is over. A batch's events are
+    taken a run at a time (each counted at the batch's average size), not looked at one by one."""
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.items: list[Queued] = []
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def _room(self, count: int, size: int) -> int:
+        """How many of ``count`` items of ``size`` stored bytes each still fit."""
+        room = min(count, self._limit - len(self.items))
+        if self._max_bytes and size:
+            room = min(room, max((self._max_bytes - self._bytes) // size, 0 if self.items else 1))
+        return max(room, 0)
+
+    def record(self, seq: int, body: bytes, size: int) -> bool:
+        """Take a single record's row if it fits; whether it did."""
+        if not self._room(1, size):
+            return False
+        self._bytes += size
+        self.items.append(Queued(seq, decode(body)))
+        return True
+
+    def events(self, batch: SpooledBatch, first: int, start: int, share: int) -> bool:
+        """Take the events of ``batch`` (spooled at ``first``) from ``start`` on that fit; whether all did."""
+        count = max(batch.count - start, 0)
+        room = self._room(count, share)
+        self._bytes += room * share
+        of_batch = Queued.of_batch
+        self.items += [of_batch(first + index, batch, index) for index in range(start, start + room)]
+        return room == count
 
 
 @dataclass(frozen=True, slots=True)
