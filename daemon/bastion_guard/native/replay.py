@@ -17,6 +17,8 @@ The report's ``parser`` says which path ran, and why.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -43,6 +45,7 @@ from bastion_guard.replay import Report, replay_stream
 from bastion_guard.rules import Engine, RuleSet
 from bastion_guard.rules.engine import SWEEP_INTERVAL_SECS
 
+_YOUNG_COLLECTION_EVERY = 100_000  # allocations; see _fewer_collections
 _UNMATCHED_SAMPLES = 50  # as replay.py
 # Below this share of lines the library parses itself (a traditional-stamp log, for one), handing lines
 # back costs more than it saves: such a stream runs on the Python parser alone.
@@ -105,14 +108,31 @@ def replay_stream_native(
     """:func:`bastion_guard.replay.replay_stream` with the native parser for the lines it knows, and the
     native rules engine when it can count ``ruleset`` (and ``count_natively``: the benchmark compares)."""
     why_not = unavailable(library, ruleset) if count_natively else "not asked to"
-    if why_not is None:
-        engine = NativeEngine(ruleset, library)
-        report = _replay_counting(stream, name, reference, engine, library=library, progress=progress)
-        report.parser = f"native ({library.path.name}), rules counted natively"
-    else:
-        report = _replay_parsing(stream, name, reference, Engine(ruleset), library=library, progress=progress)
-        report.parser = f"native ({library.path.name}), rules counted in Python: {why_not}"
+    with _fewer_collections():
+        if why_not is None:
+            engine = NativeEngine(ruleset, library)
+            report = _replay_counting(stream, name, reference, engine, library=library, progress=progress)
+            report.parser = f"native ({library.path.name}), rules counted natively"
+        else:
+            report = _replay_parsing(stream, name, reference, Engine(ruleset), library=library, progress=progress)
+            report.parser = f"native ({library.path.name}), rules counted in Python: {why_not}"
     return report
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector's youngest generation every 100k allocations instead of every 700.
+
+    A replay allocates a stream of short-lived objects without cycles (records, events, decisions), which
+    refcounting frees; each default collection walks them for nothing, 5-10% of the native path's time
+    (measured). Cycles are still collected, only less often, so memory stays bounded; the previous
+    thresholds come back afterwards."""
+    previous = gc.get_threshold()
+    gc.set_threshold(_YOUNG_COLLECTION_EVERY, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def _replay_counting(
