@@ -162,8 +162,8 @@ def test_the_hosts_own_addresses_are_never_banned(tmp_path: Path) -> None:
 
 def test_counts_in_progress_survive_a_clean_restart_and_a_reload(bastiond: BastiondProcess) -> None:
     """Four failures (the limit is five), a restart, one more: banned, on the evidence of all five lines. Then
-    four from another address, a reload, one more: banned too. After a SIGKILL the saved counts are not
-    reused: the lines after the saved position count once, on top of nothing."""
+    four from another address, a reload, one more: banned too. Saved counts are forgotten once a position
+    moves past them, so after a later SIGKILL they are not reused: the lines count once, on top of nothing."""
     bastiond.start()
     bastiond.append([_line("203.0.113.21", 500 + i) for i in range(4)])
     bastiond.wait_lines(4)
@@ -186,9 +186,12 @@ def test_counts_in_progress_survive_a_clean_restart_and_a_reload(bastiond: Basti
     bastiond.append([_line("203.0.113.23", 700 + i) for i in range(3)])
     bastiond.wait_lines(9)
     bastiond.stop()
-    bastiond.start()  # takes the saved counts (3 for .23) ...
+    bastiond.start()  # resumes 3 for .23 ...
+    assert "resumed the counts in progress of" in bastiond.run_output()
+    bastiond.append([_line("203.0.113.24", 800)])  # ... and moves a position past the saved counts
+    bastiond.wait_lines(1)
     assert bastiond.process is not None
-    bastiond.process.kill()  # ... and dies before saving new ones
+    bastiond.process.kill()  # dies without saving counts again
     bastiond.process.wait()
     bastiond.start()
     assert "resumed the counts" not in bastiond.run_output()

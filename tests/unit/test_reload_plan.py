@@ -19,7 +19,6 @@ def test_an_unchanged_file_changes_nothing() -> None:
     plan = plan_reload(_running(), _running())
     assert plan.config == _running()
     assert plan.restart_needed == ()
-    assert not plan.shipping_changed
 
 
 def test_rules_allowlist_and_shipping_are_applied_in_place() -> None:
@@ -31,7 +30,6 @@ def test_rules_allowlist_and_shipping_are_applied_in_place() -> None:
     plan = plan_reload(running, loaded)
     assert plan.config == loaded
     assert plan.restart_needed == ()
-    assert plan.shipping_changed
 
 
 def test_settings_owned_by_start_keep_their_running_values_and_are_named() -> None:
@@ -43,7 +41,6 @@ def test_settings_owned_by_start_keep_their_running_values_and_are_named() -> No
     plan = plan_reload(running, loaded)
     assert plan.restart_needed == ("firewall", "metrics", "sources")
     assert plan.config == dataclasses.replace(running, allowlist=loaded.allowlist)
-    assert not plan.shipping_changed
 
 
 def test_every_live_setting_is_a_real_setting() -> None:

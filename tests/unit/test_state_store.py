@@ -85,17 +85,19 @@ def test_history_round_trip_sets_counts(store: StateStore) -> None:
     assert store.history() == {("brute", "203.0.113.7"): (3, T0 + 60), ("enum", "2001:db8::/64"): (2, T0 + 5)}
 
 
-def test_counts_are_saved_with_their_positions_and_read_back_once(db_path: Path) -> None:
-    """Counts go in with the positions they belong to; the next start takes them, and a crash after that
-    must not find them again (the positions will have moved on)."""
+def test_counts_stay_until_a_position_moves_past_them(db_path: Path) -> None:
+    """Counts go in with the positions they belong to; the next start reads them and they stay valid (a start
+    that fails reads them again) until the commit that moves a position forgets them, in that transaction."""
     with StateStore.open(db_path) as first:
         first.commit([Position("auth.log", "id", 10, None)], counts=b'{"counts": 1}')
         first.commit(counts=b'{"counts": 2}')  # a later clean stop with nothing else pending replaces them
     with StateStore.open(db_path) as second:
-        assert second.take_counts() == b'{"counts": 2}'
-        assert second.positions()["auth.log"].offset == 10
+        assert second.saved_counts() == b'{"counts": 2}'
     with StateStore.open(db_path) as third:
-        assert third.take_counts() is None
+        assert third.saved_counts() == b'{"counts": 2}'
+        third.commit([Position("auth.log", "id", 20, None)], forget_counts=True)
+        assert third.saved_counts() is None
+        assert third.positions()["auth.log"].offset == 20
 
 
 def test_state_survives_reopen(db_path: Path) -> None:

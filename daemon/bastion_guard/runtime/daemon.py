@@ -44,7 +44,7 @@ from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.host_addresses import host_networks
 from bastion_guard.runtime.notify import Notifier
 from bastion_guard.runtime.reload import plan_reload
-from bastion_guard.runtime.shipping import Shipping, check_sinks, open_shipping
+from bastion_guard.runtime.shipping import Shipping, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
 from bastion_guard.shipping.records import Record, RecordKind
 from bastion_guard.sources.identity import FileIdentity
@@ -92,12 +92,12 @@ class Daemon:
         self.config = config
         self._load_config = load_config  # what a reload reads again; None: the rules only
         self._own_networks = own_networks
-        self._never_banned = (*config.allowlist, *own_networks)  # loopback is the engine's own
         self._ruleset = ruleset
         self._store = store
         self._firewall = firewall
         self._history = store.history()
-        self._engine = Engine(ruleset, extra_allowed=self._never_banned, history=self._history)
+        # Never banned: the configured allowlist and the host's own addresses (loopback is the engine's own).
+        self._engine = Engine(ruleset, extra_allowed=(*config.allowlist, *own_networks), history=self._history)
         self._inbox: queue.Queue[SourceBatch | _ControlCall | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
         self._stopping = threading.Event()
         self._readers: list[SourceReader] = []
@@ -118,6 +118,9 @@ class Daemon:
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
         self._last_gauges = 0.0
         self._shipping: Shipping | None = None  # None: no sinks configured, nothing spooled
+        self._shipping_swap: threading.Thread | None = None  # a reload restarting the sink process
+        self._reload_requested = threading.Event()  # set by SIGHUP, served by the loop
+        self._saved_counts = False  # counts from the last stop are in the store (until a position moves)
 
     # --- life cycle ----------------------------------------------------------------------------------
 
@@ -158,7 +161,8 @@ class Daemon:
     def _resume_counts(self) -> None:
         """Continue the counts saved at the last clean stop, so a restart is no reset for an attacker."""
         try:
-            stored = self._store.take_counts()
+            stored = self._store.saved_counts()
+            self._saved_counts = stored is not None
             taken = 0 if stored is None else self._engine.import_counts(decode_counts(stored))
         except (BastionError, ValueError) as error:
             log.warning("counts in progress not resumed (%s); counting starts again at zero", error)
@@ -179,6 +183,11 @@ class Daemon:
                 self._process(item)
             elif isinstance(item, _ControlCall):
                 item.reply.put(self._answer(item.request))
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                reply = self._answer({"command": "reload"})
+                if not reply["ok"]:
+                    log.error("SIGHUP: %s", reply["error"])
             self._housekeeping()
         self._commit(with_counts=True)
 
@@ -196,6 +205,7 @@ class Daemon:
             self._control.close()
         if self._keys is not None:
             self._keys.stop()
+        self._join_shipping_swap()
         if self._shipping is not None:
             self._shipping.stop()
         self._metrics.close()
@@ -310,22 +320,33 @@ class Daemon:
         pending = self._pending_positions or self._pending_bans or self._pending_unbans or self._pending_key_uses
         if not (pending or with_counts):
             return
+        # Counts saved at the last stop stay valid until a position moves past them: forget them then.
+        forget = self._saved_counts and bool(self._pending_positions)
         counts = encode_counts(self._engine.export_counts(portable_only=True)) if with_counts else None
         try:
-            self._store.commit(
-                list(self._pending_positions.values()), list(self._pending_bans.values()),
-                sorted(self._pending_unbans), self._pending_history, list(self._pending_key_uses.values()),
-                counts=counts,
-            )
+            self._save(counts, forget)
         except BastionError as error:
-            self._metrics.commit_error()
-            log.error("state not saved (will retry; the firewall keeps protecting): %s", error)
+            if counts is None:
+                self._metrics.commit_error()
+                log.error("state not saved (will retry; the firewall keeps protecting): %s", error)
+                return
+            # The last commit: the positions and bans matter more than the counts (a full disk, say).
+            log.warning("counts in progress not saved (%s); saving the rest without them", error)
+            self._commit()
             return
+        self._saved_counts = self._saved_counts and not forget
         self._pending_positions.clear()
         self._pending_bans.clear()
         self._pending_unbans.clear()
         self._pending_history.clear()
         self._pending_key_uses.clear()
+
+    def _save(self, counts: bytes | None, forget_counts: bool) -> None:
+        self._store.commit(
+            list(self._pending_positions.values()), list(self._pending_bans.values()),
+            sorted(self._pending_unbans), self._pending_history, list(self._pending_key_uses.values()),
+            counts=counts, forget_counts=forget_counts,
+        )
 
     def _housekeeping(self) -> None:
         now = time.time()
@@ -479,50 +500,70 @@ class Daemon:
                 ]}
 
     def _reload(self, _request: dict[str, Any]) -> dict[str, Any]:
-        """Validate everything first: a bad file never replaces a good running configuration."""
+        """Check everything first: a bad file never replaces a good running configuration.
+
+        The sink process is restarted on every reload, changed or not, so secret and CA files rotated on disk
+        are read again (their contents are not part of the configuration compared here)."""
         try:
             loaded = self.config if self._load_config is None else self._load_config()
             ruleset = load_rules(loaded.rules_dir)
             plan = plan_reload(self.config, loaded)
-            if plan.shipping_changed:
-                check_sinks(plan.config)
+            replacement = open_shipping(plan.config, self._metrics)  # sinks built once, spool opened; not started
+        except BastionError as error:
+            return {"ok": False, "error": f"not reloaded, the running configuration stays:\n{error}"}
+        try:
             self._firewall.set_allowlist(firewall_allowlist(ruleset, plan.config))
         except BastionError as error:
+            if replacement is not None:
+                replacement.discard()
             return {"ok": False, "error": f"not reloaded, the running configuration stays:\n{error}"}
         self.config = plan.config
         self._ruleset = ruleset
-        self._never_banned = (*plan.config.allowlist, *self._own_networks)
+        self._own_networks = host_networks(plan.config.netns)  # an address may have come or gone since
         counts = self._engine.export_counts()
-        self._engine = Engine(ruleset, extra_allowed=self._never_banned, history=self._history)
+        self._engine = Engine(ruleset, extra_allowed=(*plan.config.allowlist, *self._own_networks),
+                              history=self._history)
         self._engine.import_counts(counts)  # rules that still count the same way go on where they were
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
-        if plan.shipping_changed:
-            self._restart_shipping()
+        self._swap_shipping(replacement)
         log.info("reloaded %s and %d rules from %s", plan.config.origin, len(ruleset.rules), plan.config.rules_dir)
         for name in plan.restart_needed:
             log.warning("%s changed in %s: it takes effect at the next restart", name, plan.config.origin)
         return {"ok": True, "rules": [rule.name for rule in ruleset.rules],
                 "sinks": [sink.name for sink in plan.config.sinks], "restart_needed": list(plan.restart_needed)}
 
-    def _restart_shipping(self) -> None:
-        """Stop the sink process and start one for the new sinks on the same spool: what waits in it stays."""
-        previous = self._shipping
-        if previous is not None:
-            previous.stop()
-            for name in set(previous.sink_names) - {sink.name for sink in self.config.sinks}:
-                self._metrics.remove_output(name)
-        try:
-            self._shipping = open_shipping(self.config, self._metrics)
-        except BastionError as error:  # the sinks were checked; this is the spool itself failing
-            self._shipping = None
-            log.error("shipping stopped after the reload: %s", error)
+    def _swap_shipping(self, replacement: Shipping | None) -> None:
+        """Spool into ``replacement`` from now on; stop the old sink process and start the new one on a thread
+        of their own, since a sink stuck mid-delivery can take seconds to stop and the loop must not wait (its
+        watchdog would not either). The new workers start only after the old ones ended, so no two deliver
+        the same records; what is appended meanwhile waits in the spool."""
+        previous, self._shipping = self._shipping, replacement
+        if previous is None and replacement is None:
             return
-        if self._shipping is not None:
-            self._shipping.start()
+        removed = set() if previous is None else set(previous.sink_names) - {sink.name for sink in self.config.sinks}
+        self._join_shipping_swap()
+
+        def swap() -> None:
+            if previous is not None:
+                previous.stop()
+                for name in removed:  # after the stop: the old process reports into these series until then
+                    self._metrics.remove_output(name)
+            if replacement is not None:
+                replacement.start()
+
+        self._shipping_swap = threading.Thread(target=swap, name="sink process restart", daemon=True)
+        self._shipping_swap.start()
+
+    def _join_shipping_swap(self) -> None:
+        """Wait for a restart of the sink process still under way (the next one, or closing, needs it done)."""
+        if self._shipping_swap is not None:
+            self._shipping_swap.join()
+            self._shipping_swap = None
 
     def reload(self) -> None:
-        """SIGHUP: reload through the loop, like ``bastionctl reload``."""
-        self._inbox.put(_ControlCall({"command": "reload"}))
+        """SIGHUP: ask the loop to reload at its next turn, like ``bastionctl reload``. This never blocks: the
+        handler runs on the loop's own thread, which a put into a full inbox would wait on forever."""
+        self._reload_requested.set()
 
 
 def source_name(source: SourceConfig, index: int) -> str:

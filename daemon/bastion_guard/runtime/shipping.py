@@ -52,6 +52,10 @@ class Shipping:
         self.workers.stop()
         self.spool.close()
 
+    def discard(self) -> None:
+        """Close a Shipping that was never started (a reload that failed after opening it)."""
+        self.spool.close()
+
     def append_batch(self, events: Sequence[Event], decisions: Sequence[Decision]) -> None:
         """Spool one batch's events and decisions (call before committing its position)."""
         bastion = self.bastion

@@ -144,11 +144,14 @@ class StateStore:
         key_uses: Sequence[KeyUse] = (),
         *,
         counts: bytes | None = None,
+        forget_counts: bool = False,
     ) -> None:
         """Save positions, bans, unbans and history in one transaction: all of it or, on error, none.
 
         ``counts`` (the engine's counts in progress, at a clean stop) belong to exactly these positions, so
-        they are saved in the same transaction; :meth:`take_counts` reads them back once.
+        they are saved in the same transaction, and :meth:`saved_counts` reads them at the next start.
+        ``forget_counts`` deletes them, in the transaction that first moves a position past them: until
+        then they stay valid, so a start that fails half-way loses nothing.
 
         Unbans are applied before bans, so a target both expired and banned again in one batch stays
         banned. A ban for a banned target keeps whichever ends later. ``history`` entries are set, not
@@ -168,9 +171,12 @@ class StateStore:
         ]
         history_rows = [(rule, target, count, last) for (rule, target), (count, last) in history.items()]
         key_rows = [(use.fingerprint, use.last_used, use.user, use.ip) for use in key_uses]
-        if not (position_rows or unban_rows or ban_rows or history_rows or key_rows or counts is not None):
+        if not (position_rows or unban_rows or ban_rows or history_rows or key_rows or counts is not None
+                or forget_counts):
             return
         with self._transaction("cannot save state to") as conn:
+            if forget_counts:
+                conn.execute("DELETE FROM engine_counts")
             if counts is not None:
                 conn.execute("INSERT OR REPLACE INTO engine_counts (id, saved, data) VALUES (1, ?, ?)", (now, counts))
             conn.executemany(_UPSERT_POSITION, position_rows)
@@ -179,13 +185,10 @@ class StateStore:
             conn.executemany(_UPSERT_HISTORY, history_rows)
             conn.executemany(_UPSERT_KEY_USE, key_rows)
 
-    def take_counts(self) -> bytes | None:
-        """The counts saved at the last clean stop, removed as they are read: after a crash the positions
-        have moved past them, and counting those lines again on top would count them twice."""
-        with self._transaction("cannot read the saved counts from") as conn:
-            row = conn.execute("SELECT data FROM engine_counts WHERE id = 1").fetchone()
-            conn.execute("DELETE FROM engine_counts")
-        return None if row is None else bytes(row[0])
+    def saved_counts(self) -> bytes | None:
+        """The counts saved at the last clean stop, if no position has moved since (see :meth:`commit`)."""
+        rows = self._query("SELECT data FROM engine_counts WHERE id = 1")
+        return bytes(rows[0][0]) if rows else None
 
     def positions(self) -> dict[str, Position]:
         """The saved position of every source, by source name."""
