@@ -85,6 +85,22 @@ def replay_stream(
     return report
 
 
+def tally(report: Report, result: Event | LineStatus, number: int, line: str,
+          feed: Callable[[Event], tuple[Decision, ...]]) -> None:
+    """Count one parsed line into ``report`` and feed its event to the engine: the step of every replay for a
+    line Python parsed (:func:`replay_stream` writes it out inline, since there it runs for every line)."""
+    if isinstance(result, Event):
+        report.events_by_kind[result.kind] += 1
+        report.events_by_outcome[result.outcome] += 1
+        found = feed(result)
+        if found:
+            report.decisions.extend(found)
+    else:
+        report.statuses[result.value] += 1
+        if result is LineStatus.UNMATCHED and len(report.unmatched) < _UNMATCHED_SAMPLES:
+            report.unmatched.append((number, line))
+
+
 def replay_file(path: Path, ruleset: RuleSet, progress: Callable[[int], None] | None = None) -> Report:
     """:func:`replay_stream` over a file; years of traditional stamps are inferred from its mtime."""
     with path.open("rb") as stream:

@@ -153,12 +153,14 @@ pub unsafe extern "C" fn bgn_engine_threshold(
         if threshold.key.len() > key_cap || user.len() > user_cap || threshold.evidence.len() > evidence_cap {
             return Ok(1);
         }
+        // Three doubles per entry; a capacity whose product overflows cannot describe real memory.
+        let Some(evidence_slots) = evidence_cap.checked_mul(3) else { return Ok(ERROR) };
         // SAFETY: the caller guarantees these sizes of writable, non-overlapping memory.
         let (key_out, user_out, evidence_out) = unsafe {
             (
                 std::slice::from_raw_parts_mut(key_out, key_cap),
                 std::slice::from_raw_parts_mut(user_out, user_cap),
-                std::slice::from_raw_parts_mut(evidence_out, evidence_cap * 3),
+                std::slice::from_raw_parts_mut(evidence_out, evidence_slots),
             )
         };
         key_out[..threshold.key.len()].copy_from_slice(&threshold.key);
@@ -322,8 +324,8 @@ pub unsafe extern "C" fn bgn_parse_counting(
 ) -> i64 {
     run(|| {
         // Checked here so that a refusal below can only be an address (see `parse_chunk_counting`).
-        if records.is_null() || arena.is_null() || result.is_null() || counts.is_null() || start > length + 1
-            || counts_length < records::COUNT_SLOTS
+        if records.is_null() || arena.is_null() || result.is_null() || counts.is_null()
+            || start > length.saturating_add(1) || counts_length < records::COUNT_SLOTS
         {
             return Ok(ERROR);
         }

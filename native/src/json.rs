@@ -243,44 +243,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-
-    /// Skip one value of any type (arrays and objects included).
-    pub fn skip(&mut self) -> Read<()> {
-        match self.peek().ok_or(Unreadable)? {
-            b'[' => {
-                if self.open_array()? {
-                    loop {
-                        self.skip()?;
-                        if !self.next_element()? {
-                            break;
-                        }
-                    }
-                }
-                Ok(())
-            }
-            b'{' => {
-                self.at += 1;
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.string()?;
-                    self.expect(b':')?;
-                    self.skip()?;
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(Unreadable),
-                    }
-                }
-            }
-            _ => self.scalar().map(|_| ()),
-        }
-    }
 }
 
 fn hex4(bytes: &[u8]) -> Read<u32> {
@@ -387,16 +349,6 @@ mod tests {
         assert_eq!(scalar(r#""\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00""#), Ok(Value::Str("\"\\/\u{8}\u{c}\n\r\té😀".into())));
         for bad in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, r#""\x41""#, "\"a\u{1}\"", r#""open"#, r#""\u12""#] {
             assert_eq!(scalar(bad), Err(Unreadable), "{bad}");
-        }
-    }
-
-    #[test]
-    fn skips_nested_values() {
-        let mut reader = Reader::new(r#"[{"a": [1, {"b": null}], "c": "]"}, [], {}] 7"#);
-        reader.skip().unwrap();
-        assert_eq!(reader.scalar(), Ok(Value::Int(7)));
-        for bad in ["[1,]", "{\"a\"}", "[1 2]", "{1: 2}"] {
-            assert_eq!(Reader::new(bad).skip(), Err(Unreadable), "{bad}");
         }
     }
 

@@ -182,10 +182,8 @@ pub fn parse_chunk_counting(
                 }
                 if !counted && !options.all_lines && sweeps {
                     let record = &mut records[count * FIELDS..(count + 1) * FIELDS];
-                    record.fill(-1);
-                    (record[0], record[1], record[2]) = (line_start as i64, end as i64, SWEEP);
+                    marker(record, line_start, end, SWEEP, index);
                     record[4] = epoch.to_bits() as i64;
-                    record[26] = index;
                     count += 1;
                 }
                 counted || options.all_lines

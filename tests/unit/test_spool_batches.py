@@ -240,3 +240,15 @@ def _corpus_events() -> list[Event]:
                 if isinstance(result, Event):
                     _CORPUS_EVENTS.append(result)
     return _CORPUS_EVENTS
+
+
+def test_a_batch_item_made_without_init_has_every_slot_of_one_made_with_it() -> None:
+    """``Queued.of_batch`` skips ``__init__`` for speed; a slot added to one and not the other fails here."""
+    from bastion_guard.shipping.spool import Queued  # noqa: PLC0415
+    from bastion_guard.shipping.spooled_batch import SpooledBatch  # noqa: PLC0415
+
+    batch = SpooledBatch(encode_events("bastion", []), "bastion", 0, events=[])
+    fast, slow = Queued.of_batch(7, batch, 0), Queued(7, batch=batch, index=0)
+    assert {name: getattr(fast, name) for name in Queued.__slots__} == {
+        name: getattr(slow, name) for name in Queued.__slots__
+    }

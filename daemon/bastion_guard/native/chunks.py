@@ -108,7 +108,6 @@ class ChunkParser:
         arena = ctypes.string_at(self._arena, used).decode("ascii") if used else ""
         return Parsed(next_start, lines, layout.iter_unpack(self._view[: count * RECORD.size]), arena)
 
-
     def parse_counting(
         self, engine: int, block: bytes, start: int, *, source: int, base: int, python_sweeps: bool
     ) -> tuple[int, int, Iterator[Record]]:

@@ -12,6 +12,7 @@ native path in use and this one off.
 from __future__ import annotations
 
 import ctypes
+import struct
 from dataclasses import dataclass
 
 from bastion_guard.native.library import load
@@ -76,7 +77,7 @@ class NativeEcs:
             return None
         count = int.from_bytes(data[:_WORD], "little")
         end = _WORD * (count + 2)
-        starts = memoryview(data)[_WORD:end].cast("Q").tolist()
+        starts = list(struct.unpack_from(f"<{count + 1}Q", data, _WORD))  # little-endian, whatever this host is
         return RowIndex(data[end:].decode("utf-8"), starts)
 
     def lines(self, row: bytes, index: RowIndex, first: int, stop: int, *, table: bytes,

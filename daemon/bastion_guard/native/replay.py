@@ -41,12 +41,11 @@ from bastion_guard.native.engine import NativeEngine, unavailable
 from bastion_guard.native.library import NativeLibrary, load
 from bastion_guard.parsing import LineParser, LineStatus
 from bastion_guard.reading import decode, iter_blocks
-from bastion_guard.replay import Report, replay_stream
+from bastion_guard.replay import Report, replay_stream, tally
 from bastion_guard.rules import Engine, RuleSet
 from bastion_guard.rules.engine import SWEEP_INTERVAL_SECS
 
 _YOUNG_COLLECTION_EVERY = 100_000  # allocations; see _fewer_collections
-_UNMATCHED_SAMPLES = 50  # as replay.py
 # Below this share of lines the library parses itself (a traditional-stamp log, for one), handing lines
 # back costs more than it saves: such a stream runs on the Python parser alone.
 _MIN_NATIVE_SHARE = 0.5
@@ -144,11 +143,9 @@ def _replay_counting(
     chunks = ChunkParser(library, context)
     parser = LineParser(reference, context=context)
     report = Report(source=name)
-    by_kind, by_outcome, statuses = report.events_by_kind, report.events_by_outcome, report.statuses
-    decisions, unmatched = report.decisions, report.unmatched
+    decisions = report.decisions
     parse, feed, parse_counting = parser.parse, engine.feed, chunks.parse_counting
     handle, source, python_sweeps = engine.handle, engine.source_index(name), engine.sweeps_python_rules
-    unmatched_status = LineStatus.UNMATCHED
     count = 0  # lines before the current call
     for offset, block, complete in iter_blocks(stream):
         start = 0
@@ -165,17 +162,7 @@ def _replay_counting(
                 else:  # PYTHON: always the last record of a call
                     number = count + index + 1
                     line = decode(block[line_start:line_end])
-                    result = parse(line, name, number)
-                    if isinstance(result, Event):
-                        by_kind[result.kind] += 1
-                        by_outcome[result.outcome] += 1
-                        found = feed(result)
-                        if found:
-                            decisions.extend(found)
-                    else:
-                        statuses[result.value] += 1
-                        if result is unmatched_status and len(unmatched) < _UNMATCHED_SAMPLES:
-                            unmatched.append((number, line))
+                    tally(report, parse(line, name, number), number, line, feed)
             count += lines
         if progress is not None:
             progress(offset + len(block) + complete)
@@ -195,11 +182,9 @@ def _replay_parsing(
     parser = LineParser(reference, context=context)
     report = Report(source=name)
     kinds = chunks.kinds
-    by_kind, by_outcome, statuses = report.events_by_kind, report.events_by_outcome, report.statuses
-    decisions, unmatched = report.decisions, report.unmatched
+    decisions = report.decisions
     parse, feed, advance = parser.parse, engine.feed, engine.advance
     parse_chunk = chunks.parse
-    unmatched_status = LineStatus.UNMATCHED
     count = 0  # lines before the current call
     for offset, block, complete in iter_blocks(stream):
         text = block.decode("latin-1")  # character offsets = byte offsets; native lines are ASCII
@@ -221,17 +206,7 @@ def _replay_parsing(
                 else:  # PYTHON: always the last record of a call
                     number = count + record[-1] + 1
                     line = decode(block[record[0] : record[1]])
-                    result = parse(line, name, number)
-                    if isinstance(result, Event):
-                        by_kind[result.kind] += 1
-                        by_outcome[result.outcome] += 1
-                        found = feed(result)
-                        if found:
-                            decisions.extend(found)
-                    else:
-                        statuses[result.value] += 1
-                        if result is unmatched_status and len(unmatched) < _UNMATCHED_SAMPLES:
-                            unmatched.append((number, line))
+                    tally(report, parse(line, name, number), number, line, feed)
             count += lines
         if progress is not None:
             progress(offset + len(block) + complete)  # the offset after the block, as replay_stream reports

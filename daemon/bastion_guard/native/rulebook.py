@@ -54,7 +54,9 @@ def describe(specs: Iterable[RuleSpec], ruleset: RuleSet, codes: Sequence[Kind])
     """The description of ``specs`` (rules the native engine counts), in the order the engine numbers them."""
     code_of = {kind: code for code, kind in enumerate(codes)}
     parts: list[bytes] = []
+    rules = 0
     for spec in specs:
+        rules += 1
         mask = 0
         for kind in spec.matcher.kinds:
             mask |= 1 << code_of[kind]
@@ -68,7 +70,7 @@ def describe(specs: Iterable[RuleSpec], ruleset: RuleSet, codes: Sequence[Kind])
         networks, outside = filter_networks(spec, ruleset)
         parts.append(_networks(networks))
         parts.append(_networks(outside))
-    return _INT.pack(len(parts) // 4) + b"".join(parts)
+    return _INT.pack(rules) + b"".join(parts)
 
 
 def _users(users: frozenset[str] | None) -> bytes:

@@ -155,7 +155,8 @@ class Queued:
 
     @classmethod
     def of_batch(cls, seq: int, batch: SpooledBatch, index: int) -> Queued:
-        """Event ``index`` of ``batch`` (the spool's reader makes one per event: no checks to repeat)."""
+        """Event ``index`` of ``batch`` (the spool's reader makes one per event: no checks to repeat). Sets every
+        slot, as ``__init__`` does; tests/unit/test_spool_batches.py holds the two in step."""
         item = cls.__new__(cls)
         item.seq, item.batch, item.index, item.bastion = seq, batch, index, batch.bastion
         item._event = item._record = None
