@@ -2,9 +2,10 @@
 """Botnet spray through bastiond: 50,000 distinct addresses fail once each, all at once -> bans/s, peak RSS,
 and the restore of every ban into an empty set after a restart.
 
-Needs root, ``ip`` and ``nft``. Everything happens in a namespace made here (``bgbench-<random>``, deleted
-afterwards) and a temp dir; the host's firewall is never touched. bastiond runs as a real process with a
-rule ``count: 1`` (ban on the first failure), 1 h bans, and ``firewall: {backend: nftables, netns: NS}``.
+Needs root, ``ip`` and ``nft``. Everything happens in a namespace made here (``bgbench-<random>``, another
+prefix with ``--netns-prefix``; deleted afterwards) and a temp dir; the host's firewall is never touched.
+bastiond runs as a real process with a rule ``count: 1`` (ban on the first failure), 1 h bans, and ``firewall:
+{backend: nftables, netns: NS}``.
 
 1. **spray**: ``--addresses`` failure lines (default 50,000), one per address in 198.18.0.0/15, written
    to the followed file with one ``write``. Done when the *last* line's address is in the set (the daemon
@@ -191,7 +192,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                        "batch": "the daemon reads at most 10,000 lines per batch, one nft transaction each"},
     }
     try:
-        with netns.netns("bgbench") as ns:
+        with netns.netns(args.netns_prefix) as ns:
             root = work / "daemon"
             root.mkdir()
             rules = netns.write_rules(root / "rules", count=1, duration="1h")
@@ -256,6 +257,7 @@ def main() -> int:
                         help="bans held when restarting (a second spray makes up the difference; default 100,000)")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound of each wait, seconds")
     parser.add_argument("--out", type=Path, default=common.OUT_DIR / "daemon_spray.json")
+    parser.add_argument("--netns-prefix", default="bgbench", help="namespace name prefix (default bgbench)")
     args = parser.parse_args()
     if not 0 < args.addresses <= MAX_ADDRESSES or args.restore_total > MAX_ADDRESSES:
         parser.error(f"at most {MAX_ADDRESSES} addresses")
