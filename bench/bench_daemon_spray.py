@@ -24,6 +24,9 @@ bastiond runs as a real process with a rule ``count: 1`` (ban on the first failu
    log (sources and control socket open). Also: the first ``status`` request's own duration, and from the
    ``--verbose`` log the restore step (``table ... ready`` -> ``restored``: state read, checks, rendering
    and nft) and the ``nft -f`` transaction alone. A full listing then confirms every address is back.
+   The target is judged on ``ready:`` (after the kernel holds every ban). "Seen in set" is only an upper
+   bound: its probe, one ``nft get element`` started once ``restored`` is logged, loads the whole 100,000-
+   element set first and so adds its own 0.35-0.45 s.
 
 Results go to stdout and ``bench/out/daemon_spray.json``. Targets from the issue: >= 10,000 bans/s, 100,000
 bans restored in < 1 s. Nothing asserts a time.
@@ -219,13 +222,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rate = report["spray"].get("bans_per_sec", 0)
-    restored = report["restore"].get("process_start_to_set_full_secs_upper")
+    ready = report["restore"].get("process_start_to_ready_log_secs")
     report["targets"] = {
         "bans_per_sec_at_least": TARGET_BANS_PER_SEC,
         "bans_per_sec_met": rate >= TARGET_BANS_PER_SEC,
         "restore_secs_below": TARGET_RESTORE_SECS,
         "restore_bans": report["restore"]["bans"],
-        "restore_met_from_process_start": restored is not None and restored < TARGET_RESTORE_SECS,
+        "restore_met_from_process_start_to_ready": ready is not None and ready < TARGET_RESTORE_SECS,
     }
     return report
 
@@ -268,8 +271,8 @@ def main() -> int:
     report = measure(args)
     targets = report["targets"]
     print(f"targets: >= {TARGET_BANS_PER_SEC:,} bans/s: {'met' if targets['bans_per_sec_met'] else 'NOT met'}; "
-          f"{targets['restore_bans']:,} restored < {TARGET_RESTORE_SECS:.0f} s from process start: "
-          f"{'met' if targets['restore_met_from_process_start'] else 'NOT met'}")
+          f"{targets['restore_bans']:,} restored < {TARGET_RESTORE_SECS:.0f} s from process start to ready: "
+          f"{'met' if targets['restore_met_from_process_start_to_ready'] else 'NOT met'}")
     common.write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
