@@ -28,7 +28,9 @@ def restore_active_bans(store: StateStore, firewall: Firewall, now: float) -> in
     with collector_paused():
         active = store.active_expiries(now)
         firewall.restore([BanElement(target, expires - now) for target, expires in active])
-    return len(active)
+        count = len(active)
+        del active  # freed before the collector runs again, so its first pass has nothing of ours to walk
+    return count
 
 
 @contextlib.contextmanager
