@@ -134,9 +134,15 @@ class NftablesFirewall:
         return self._sets
 
     def _list_sets(self, terse: bool) -> dict[SetKey, Elements] | None:
-        """Our ban sets with their elements (none with ``terse``); None when the table does not exist."""
+        """Our ban sets with their elements (none with ``terse``); None when the table does not exist.
+
+        The terse form lists only the sets: ``list table``, even with ``-t``, makes nft 1.0.6 load every
+        element first, 0.33 s at 100,000 bans on each start of a daemon whose bans are still in the kernel;
+        ``list sets`` takes 4 ms and fails the same way when the table is missing.
+        """
         self.runner.require("nft", "nftables")
-        argv = ["nft", "-j", *(["-t"] if terse else []), "list", "table", "inet", self.layout.table]
+        what = ["-t", "list", "sets", "table"] if terse else ["list", "table"]
+        argv = ["nft", "-j", *what, "inet", self.layout.table]
         try:
             out = self.runner.run(argv, what=f"list table inet {self.layout.table}")
         except ToolError as exc:
