@@ -39,6 +39,7 @@ _RENDERED = re.compile(r"[0-9a-f.:/]+")
 _V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, which the kernel sees as IPv4 on the wire
 _PREFIX_TEXT = re.compile(r"[1-9][0-9]{0,2}")  # a prefix length as ipaddress would print it, never /0
 
+
 def parse_network(text: str) -> Network:
     """The network ``text`` names (an address is a /32 or /128), or :class:`ActionError`.
 
@@ -48,8 +49,8 @@ def parse_network(text: str) -> Network:
     if not isinstance(text, str) or not _TARGET_TEXT.fullmatch(text):
         raise ActionError(f"not an IP address or network: {text!r}")
     if "/" not in text:
-        # A plain address, the common case (100k of them on a restore): the C parser validates it strictly
-        # and the network is built from its bytes, three times faster than parsing the text in Python.
+        # A plain address: the C parser validates it strictly and the network is built from its bytes,
+        # three times faster than parsing the text in Python.
         family = AF_INET6 if ":" in text else AF_INET
         try:
             packed = inet_pton(family, text)
