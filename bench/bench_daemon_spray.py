@@ -2,9 +2,10 @@
 """Botnet spray through bastiond: 50,000 distinct addresses fail once each, all at once -> bans/s, peak RSS,
 and the restore of every ban into an empty set after a restart.
 
-Needs root, ``ip`` and ``nft``. Everything happens in a namespace made here (``bgbench-<random>``, deleted
-afterwards) and a temp dir; the host's firewall is never touched. bastiond runs as a real process with a
-rule ``count: 1`` (ban on the first failure), 1 h bans, and ``firewall: {backend: nftables, netns: NS}``.
+Needs root, ``ip`` and ``nft``. Everything happens in a namespace made here (``bgbench-<random>``, another
+prefix with ``--netns-prefix``; deleted afterwards) and a temp dir; the host's firewall is never touched.
+bastiond runs as a real process with a rule ``count: 1`` (ban on the first failure), 1 h bans, and ``firewall:
+{backend: nftables, netns: NS}``.
 
 1. **spray**: ``--addresses`` failure lines (default 50,000), one per address in 198.18.0.0/15, written
    to the followed file with one ``write``. Done when the *last* line's address is in the set (the daemon
@@ -23,6 +24,11 @@ rule ``count: 1`` (ban on the first failure), 1 h bans, and ``firewall: {backend
    log (sources and control socket open). Also: the first ``status`` request's own duration, and from the
    ``--verbose`` log the restore step (``table ... ready`` -> ``restored``: state read, checks, rendering
    and nft) and the ``nft -f`` transaction alone. A full listing then confirms every address is back.
+   The target is judged on ``ready:`` (after the kernel holds every ban). "Seen in set" is only an upper
+   bound: its probe, one ``nft get element`` started once ``restored`` is logged, loads the whole 100,000-
+   element set first and so adds its own 0.35-0.45 s.
+4. **restart**: the same without the flush, as after ``systemctl restart``: the kernel still holds every
+   ban when the daemon starts and replaces them in its one transaction.
 
 Results go to stdout and ``bench/out/daemon_spray.json``. Targets from the issue: >= 10,000 bans/s, 100,000
 bans restored in < 1 s. Nothing asserts a time.
@@ -137,13 +143,15 @@ def spray(daemon: netns.Bastiond, ns: str, first: int, count: int, timeout: floa
     }
 
 
-def restore(daemon: netns.Bastiond, ns: str, total: int, timeout: float) -> dict[str, Any]:
-    """Stop, flush the set by hand, start again; time the restore of ``total`` bans."""
+def restore(daemon: netns.Bastiond, ns: str, total: int, timeout: float, *, flush: bool = True) -> dict[str, Any]:
+    """Stop, flush the set by hand (a reboot; ``flush=False``: a restart), start again; time the restore of
+    ``total`` bans."""
     stop_started = time.monotonic()
     code = daemon.stop()
     stop_secs = time.monotonic() - stop_started
     kept = netns.has_element(ns, address(total - 1))
-    netns.nft(ns, "flush", "set", "inet", netns.TABLE, "ban4")
+    if flush:
+        netns.nft(ns, "flush", "set", "inet", netns.TABLE, "ban4")
     flushed = not netns.has_element(ns, address(total - 1))
     since = len(daemon.lines)
     daemon.start("--verbose", wait=False)
@@ -191,7 +199,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                        "batch": "the daemon reads at most 10,000 lines per batch, one nft transaction each"},
     }
     try:
-        with netns.netns("bgbench") as ns:
+        with netns.netns(args.netns_prefix) as ns:
             root = work / "daemon"
             root.mkdir()
             rules = netns.write_rules(root / "rules", count=1, duration="1h")
@@ -210,7 +218,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     print_spray("second spray", report["second_spray"])
                     total = args.restore_total
                 report["restore"] = restore(daemon, ns, total, args.timeout)
-                print_restore(report["restore"])
+                print_restore("restore", report["restore"])
+                report["restart"] = restore(daemon, ns, total, args.timeout, flush=False)
+                print_restore("restart", report["restart"])
                 daemon.stop()
             finally:
                 daemon.kill()
@@ -218,13 +228,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rate = report["spray"].get("bans_per_sec", 0)
-    restored = report["restore"].get("process_start_to_set_full_secs_upper")
+    ready = report["restore"].get("process_start_to_ready_log_secs")
+    ready_again = report["restart"].get("process_start_to_ready_log_secs")
     report["targets"] = {
         "bans_per_sec_at_least": TARGET_BANS_PER_SEC,
         "bans_per_sec_met": rate >= TARGET_BANS_PER_SEC,
         "restore_secs_below": TARGET_RESTORE_SECS,
         "restore_bans": report["restore"]["bans"],
-        "restore_met_from_process_start": restored is not None and restored < TARGET_RESTORE_SECS,
+        "restore_met_from_process_start_to_ready": ready is not None and ready < TARGET_RESTORE_SECS,
+        "restart_met_from_process_start_to_ready": ready_again is not None and ready_again < TARGET_RESTORE_SECS,
     }
     return report
 
@@ -240,9 +252,9 @@ def print_spray(label: str, row: dict[str, Any]) -> None:
           f"{row['daemon_vm_hwm_mib']} MiB")
 
 
-def print_restore(row: dict[str, Any]) -> None:
+def print_restore(label: str, row: dict[str, Any]) -> None:
     """The restore in one line."""
-    print(f"restore: {row['bans']:,} bans; process start -> restored {row['process_start_to_restored_log_secs']} s, "
+    print(f"{label}: {row['bans']:,} bans; process start -> restored {row['process_start_to_restored_log_secs']} s, "
           f"-> seen in set {row['process_start_to_set_full_secs_upper']} s, -> ready "
           f"{row['process_start_to_ready_log_secs']} s; restore step {row['table_ready_to_restored_log_secs']} s "
           f"(nft transaction {row['nft_restore_transaction_secs']} s); missing {row['missing_in_full_listing']}")
@@ -256,6 +268,7 @@ def main() -> int:
                         help="bans held when restarting (a second spray makes up the difference; default 100,000)")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound of each wait, seconds")
     parser.add_argument("--out", type=Path, default=common.OUT_DIR / "daemon_spray.json")
+    parser.add_argument("--netns-prefix", default="bgbench", help="namespace name prefix (default bgbench)")
     args = parser.parse_args()
     if not 0 < args.addresses <= MAX_ADDRESSES or args.restore_total > MAX_ADDRESSES:
         parser.error(f"at most {MAX_ADDRESSES} addresses")
@@ -266,8 +279,9 @@ def main() -> int:
     report = measure(args)
     targets = report["targets"]
     print(f"targets: >= {TARGET_BANS_PER_SEC:,} bans/s: {'met' if targets['bans_per_sec_met'] else 'NOT met'}; "
-          f"{targets['restore_bans']:,} restored < {TARGET_RESTORE_SECS:.0f} s from process start: "
-          f"{'met' if targets['restore_met_from_process_start'] else 'NOT met'}")
+          f"{targets['restore_bans']:,} restored < {TARGET_RESTORE_SECS:.0f} s from process start to ready: "
+          f"{'met' if targets['restore_met_from_process_start_to_ready'] else 'NOT met'} after a reboot, "
+          f"{'met' if targets['restart_met_from_process_start_to_ready'] else 'NOT met'} after a restart")
     common.write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0

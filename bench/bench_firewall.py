@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Cost of enforcement: restore, batched bans and single bans through the real firewall backends.
 
-Each backend runs in its own network namespace (``bgbench-<random>``, deleted afterwards), so the host
-firewall is never touched. Needs root, ``ip`` and ``nft`` (and ``ipset``/``iptables`` for that backend;
-missing tools skip the backend with the reason). Per backend, in order:
+Each backend runs in its own network namespace (``bgbench-<random>``, another prefix with ``--netns-prefix``;
+deleted afterwards), so the host firewall is never touched. Needs root, ``ip`` and ``nft`` (and
+``ipset``/``iptables`` for that backend; missing tools skip the backend with the reason). Per backend, in
+order:
 
 1. ``start()``, then ``restore()`` of ``--restore`` bans (80% IPv4 addresses, 20% IPv6 /64) in one go;
 2. ``--batched`` more bans through ``ban()`` in batches of ``--batch-size``, on top of that set -> bans/s;
@@ -62,9 +63,9 @@ def run(*argv: str, stdin: str = "") -> None:
 
 
 @contextlib.contextmanager
-def namespace() -> Iterator[str]:
-    """A fresh namespace, always deleted."""
-    name = f"bgbench-{secrets.token_hex(4)}"
+def namespace(prefix: str) -> Iterator[str]:
+    """A fresh namespace ``<prefix>-<random>``, always deleted."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
     run("ip", "netns", "add", name)
     try:
         yield name
@@ -93,7 +94,7 @@ def floor_ms(ns: str, backend: str, repeat: int = 50) -> float:
 
 def measure_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     """Everything for one backend, in its own namespace."""
-    with namespace() as ns:
+    with namespace(args.netns_prefix) as ns:
         fw: Firewall = make_firewall(backend, netns=ns)
         result: dict[str, Any] = {"start_s": timed(fw.start)}
         restore = series(args.restore, salt=0)
@@ -124,9 +125,9 @@ def measure_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def interval_baseline(size: int) -> dict[str, Any]:
+def interval_baseline(size: int, prefix: str) -> dict[str, Any]:
     """The nft layout with interval sets (one per family), at ``size`` elements: what hash sets avoid."""
-    with namespace() as ns:
+    with namespace(prefix) as ns:
         nft = ["ip", "netns", "exec", ns, "nft", "-f", "-"]
         run(*nft, stdin="add table inet t\nadd set inet t s { type ipv4_addr; flags interval, timeout; }\n")
         fill = ", ".join(f"{target(i, 0)} timeout 1h" for i in range(size) if i % 5 != 4)
@@ -180,6 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--single", type=int, default=200, help="single-element ban() calls timed (default 200)")
     p.add_argument("--interval-baseline", type=int, default=10_000, help="0 skips the interval-set comparison")
     p.add_argument("--json", type=Path, default=common.OUT_DIR / "firewall.json")
+    p.add_argument("--netns-prefix", default="bgbench", help="namespace name prefix (default bgbench)")
     args = p.parse_args(argv)
     if min(args.restore, args.batched, args.batch_size, args.single) < 1:
         p.error("counts must be >= 1")
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = None
     if args.interval_baseline and shutil.which("nft"):
         print("measuring the interval-set comparison ...", file=sys.stderr)
-        baseline = interval_baseline(args.interval_baseline)
+        baseline = interval_baseline(args.interval_baseline, args.netns_prefix)
     print_table(results, baseline)
     data = {"machine": common.machine_info(), "args": vars(args), "backends": results, "interval_baseline": baseline}
     common.write_json(args.json, data)

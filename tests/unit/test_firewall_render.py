@@ -135,7 +135,7 @@ def test_normalize_dedupes_and_clamps(caplog: pytest.LogCaptureFixture) -> None:
             [BanElement("203.0.113.1", 60), BanElement("203.0.113.2", 10**9), BanElement("203.0.113.1/32", 90)],
             3600,
         )
-    assert [(str(n), t) for n, t in batch.items()] == [("203.0.113.2/32", 3600), ("203.0.113.1/32", 90)]
+    assert list(batch.items()) == [("203.0.113.2", 3600), ("203.0.113.1", 90)]
     assert "clamped" in caplog.text
 
 

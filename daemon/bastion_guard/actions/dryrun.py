@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from bastion_guard.actions.base import BanElement, BanListing
-from bastion_guard.actions.targets import Network, collapse, normalize, parse_network, parse_targets, render_target
+from bastion_guard.actions.targets import BanTarget, Network, collapse, normalize, parse_network, parse_targets
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class DryRunFirewall:
     def __init__(self, *, netns: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.netns = netns  # accepted so the daemon can pass the same options to every backend; unused
         self._clock = clock
-        self._deadlines: dict[Network, float] = {}
+        self._deadlines: dict[BanTarget, float] = {}
         self.allowlist: list[Network] = []
 
     def __repr__(self) -> str:
@@ -47,27 +47,27 @@ class DryRunFirewall:
         """Replace the model's bans."""
         bans = normalize(elements, self.max_timeout_secs)
         now = self._clock()
-        self._deadlines = {network: now + timeout for network, timeout in bans.items()}
+        self._deadlines = {target: now + timeout for target, timeout in bans.items()}
         log.info("dry-run firewall: would restore %d ban(s)", len(bans))
 
     def ban(self, elements: Iterable[BanElement]) -> None:
         """Add or re-time bans in the model, logging each."""
         now = self._clock()
-        for network, timeout in normalize(elements, self.max_timeout_secs).items():
-            self._deadlines[network] = now + timeout
-            log.info("dry-run firewall: would ban %s for %.0f s", render_target(network), timeout)
+        for target, timeout in normalize(elements, self.max_timeout_secs).items():
+            self._deadlines[target] = now + timeout
+            log.info("dry-run firewall: would ban %s for %.0f s", target, timeout)
 
     def unban(self, targets: Iterable[str]) -> None:
         """Drop bans from the model, logging each one that was there."""
-        for network in parse_targets(targets):
-            if self._deadlines.pop(network, None) is not None:
-                log.info("dry-run firewall: would unban %s", render_target(network))
+        for target in parse_targets(targets):
+            if self._deadlines.pop(target, None) is not None:
+                log.info("dry-run firewall: would unban %s", target)
 
     def list(self) -> BanListing:
         """The model's live bans with seconds left; expired ones are forgotten, as the kernel would."""
         now = self._clock()
-        self._deadlines = {n: deadline for n, deadline in self._deadlines.items() if deadline > now}
-        return [(render_target(n), float(math.floor(deadline - now))) for n, deadline in self._deadlines.items()]
+        self._deadlines = {t: deadline for t, deadline in self._deadlines.items() if deadline > now}
+        return [(target, float(math.floor(deadline - now))) for target, deadline in self._deadlines.items()]
 
     def stop(self) -> None:
         """Nothing to release."""

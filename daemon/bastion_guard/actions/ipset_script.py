@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bastion_guard.actions.base import ActionError
-from bastion_guard.actions.targets import Network, render_target
+from bastion_guard.actions.targets import BanTarget, Network, render_target, target_version
 
 MAX_TIMEOUT_SECS = 2_147_483.0  # ipset 7.17: "out of range 0-2147483"; 0 would mean "for ever"
 DEFAULT_MAXELEM = 1 << 20  # ipset's default of 65,536 is too small for a botnet's worth of bans
@@ -96,11 +96,12 @@ def render_replace_allow(layout: IpsetLayout, allow: Sequence[Network]) -> str:
     return "".join(parts)
 
 
-def render_replace_bans(layout: IpsetLayout, bans: Mapping[Network, float]) -> str:
+def render_replace_bans(layout: IpsetLayout, bans: Mapping[BanTarget, float]) -> str:
     """Fill temporary ban sets with ``bans`` and swap them in, one family at a time."""
     parts = []
     for version in _FAMILY:
-        items = [f"{render_target(n)} timeout {ipset_seconds(t)}" for n, t in bans.items() if n.version == version]
+        items = [f"{target} timeout {ipset_seconds(t)}" for target, t in bans.items()
+                 if target_version(target) == version]
         parts.append(_swap_in(layout.ban_set(version), version, layout.maxelem, True, items))
     return "".join(parts)
 
@@ -113,17 +114,17 @@ def _swap_in(name: str, version: int, maxelem: int, timeout: bool, items: list[s
     return "\n".join(lines) + "\n"
 
 
-def render_ban(layout: IpsetLayout, bans: Mapping[Network, float]) -> str:
+def render_ban(layout: IpsetLayout, bans: Mapping[BanTarget, float]) -> str:
     """``add ... timeout N -exist``: adds, or replaces the timeout of an element that is there."""
     return "".join(
-        f"add {layout.ban_set(n.version)} {render_target(n)} timeout {ipset_seconds(t)} -exist\n"
-        for n, t in bans.items()
+        f"add {layout.ban_set(target_version(target))} {target} timeout {ipset_seconds(t)} -exist\n"
+        for target, t in bans.items()
     )
 
 
-def render_unban(layout: IpsetLayout, targets: Iterable[Network]) -> str:
+def render_unban(layout: IpsetLayout, targets: Iterable[BanTarget]) -> str:
     """``del ... -exist``: an absent element is no error."""
-    return "".join(f"del {layout.ban_set(n.version)} {render_target(n)} -exist\n" for n in targets)
+    return "".join(f"del {layout.ban_set(target_version(target))} {target} -exist\n" for target in targets)
 
 
 def render_chain(layout: IpsetLayout, version: int) -> str:

