@@ -45,7 +45,7 @@ from bastion_guard.runtime.host_addresses import host_networks
 from bastion_guard.runtime.notify import Notifier
 from bastion_guard.runtime.reload import plan_reload
 from bastion_guard.runtime.restore import restore_active_bans
-from bastion_guard.runtime.shipping import Shipping, open_shipping
+from bastion_guard.runtime.shipping import Shipping, check_sinks, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
 from bastion_guard.shipping.records import Record, RecordKind
 from bastion_guard.sources.identity import FileIdentity
@@ -508,14 +508,9 @@ class Daemon:
             loaded = self.config if self._load_config is None else self._load_config()
             ruleset = load_rules(loaded.rules_dir)
             plan = plan_reload(self.config, loaded)
-            replacement = open_shipping(plan.config, self._metrics)  # sinks built once, spool opened; not started
-        except BastionError as error:
-            return {"ok": False, "error": f"not reloaded, the running configuration stays:\n{error}"}
-        try:
+            check_sinks(plan.config)  # each sink built once: a missing secret file fails here
             self._firewall.set_allowlist(firewall_allowlist(ruleset, plan.config))
         except BastionError as error:
-            if replacement is not None:
-                replacement.discard()
             return {"ok": False, "error": f"not reloaded, the running configuration stays:\n{error}"}
         self.config = plan.config
         self._ruleset = ruleset
@@ -525,27 +520,35 @@ class Daemon:
                               history=self._history)
         self._engine.import_counts(counts)  # rules that still count the same way go on where they were
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
-        self._swap_shipping(replacement)
+        self._swap_shipping()
         log.info("reloaded %s and %d rules from %s", plan.config.origin, len(ruleset.rules), plan.config.rules_dir)
         for name in plan.restart_needed:
             log.warning("%s changed in %s: it takes effect at the next restart", name, plan.config.origin)
         return {"ok": True, "rules": [rule.name for rule in ruleset.rules],
                 "sinks": [sink.name for sink in plan.config.sinks], "restart_needed": list(plan.restart_needed)}
 
-    def _swap_shipping(self, replacement: Shipping | None) -> None:
-        """Spool into ``replacement`` from now on; stop the old sink process and start the new one on a thread
-        of their own, since a sink stuck mid-delivery can take seconds to stop and the loop must not wait (its
-        watchdog would not either). The new workers start only after the old ones ended, so no two deliver
-        the same records; what is appended meanwhile waits in the spool."""
-        previous, self._shipping = self._shipping, replacement
+    def _swap_shipping(self) -> None:
+        """Spool for the configured sinks from now on (the same spool: what waits in it stays); stop the old sink
+        process and start the new one on a thread of their own, since a sink stuck mid-delivery can take seconds
+        to stop and the loop must not wait (its watchdog would not either). The new workers start only after
+        the old ones ended, so no two deliver the same records; what is appended meanwhile waits."""
+        previous = self._shipping
+        try:
+            replacement = open_shipping(self.config, self._metrics, None if previous is None else previous.spool)
+        except BastionError as error:  # the sinks were checked: this is the spool itself failing
+            log.error("the sinks were not changed by the reload: %s", error)
+            return
+        self._shipping = replacement
         if previous is None and replacement is None:
             return
         removed = set() if previous is None else set(previous.sink_names) - {sink.name for sink in self.config.sinks}
-        self._join_shipping_swap()
+        earlier = self._shipping_swap  # a swap of an earlier reload, maybe still stopping a stuck sink
 
         def swap() -> None:
+            if earlier is not None:
+                earlier.join()  # it starts ``previous``, which this one stops: in that order, off the loop
             if previous is not None:
-                previous.stop()
+                previous.stop(keep_spool=replacement is not None)
                 for name in removed:  # after the stop: the old process reports into these series until then
                     self._metrics.remove_output(name)
             if replacement is not None:
@@ -555,7 +558,7 @@ class Daemon:
         self._shipping_swap.start()
 
     def _join_shipping_swap(self) -> None:
-        """Wait for a restart of the sink process still under way (the next one, or closing, needs it done)."""
+        """Wait for the restarts of the sink process still under way (closing needs them done)."""
         if self._shipping_swap is not None:
             self._shipping_swap.join()
             self._shipping_swap = None

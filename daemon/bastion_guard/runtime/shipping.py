@@ -47,14 +47,12 @@ class Shipping:
         """Start the sink process (each worker checks its far end first)."""
         self.workers.start()
 
-    def stop(self) -> None:
-        """Stop the workers (a batch in flight is sent again after the next start), then close the spool."""
+    def stop(self, *, keep_spool: bool = False) -> None:
+        """Stop the workers (a batch in flight is sent again after the next start), then close the spool unless
+        ``keep_spool`` (a reload hands it to the next Shipping)."""
         self.workers.stop()
-        self.spool.close()
-
-    def discard(self) -> None:
-        """Close a Shipping that was never started (a reload that failed after opening it)."""
-        self.spool.close()
+        if not keep_spool:
+            self.spool.close()
 
     def append_batch(self, events: Sequence[Event], decisions: Sequence[Decision]) -> None:
         """Spool one batch's events and decisions (call before committing its position)."""
@@ -144,12 +142,22 @@ def check_sinks(config: DaemonConfig) -> None:
             sink.close()
 
 
-def open_shipping(config: DaemonConfig, metrics: Metrics) -> Shipping | None:
-    """Build the sinks and open the spool as ``config`` says; None when no sink is configured."""
+def open_shipping(config: DaemonConfig, metrics: Metrics, spool: Spool | None = None) -> Shipping | None:
+    """Build the sinks and open the spool as ``config`` says; None when no sink is configured.
+
+    A reload passes the running ``spool``, which is kept (its sinks and bounds set anew) rather than opened a
+    second time: a second connection opened beside a running sink process, whose first connection is then
+    closed, stopped seeing that process's commits (measured: its backlog stayed full while the records were
+    delivered), and there is nothing to gain from it."""
     if not config.sinks:
         return None
     check_sinks(config)
-    spool = Spool.open(config.spool_path, [entry.name for entry in config.sinks], config.spool.bounds)
+    names = [entry.name for entry in config.sinks]
+    if spool is None:
+        spool = Spool.open(config.spool_path, names, config.spool.bounds)
+    else:
+        spool.set_sinks(names)
+        spool.bounds = config.spool.bounds
     plan = ProcessPlan(
         spool_path=config.spool_path, bounds=config.spool.bounds,
         sinks=tuple(SinkPlan(entry.type, entry.name, entry.options) for entry in config.sinks),
