@@ -71,8 +71,12 @@ def test_reload_applies_allowlist_and_sinks_and_names_what_needs_a_restart(tmp_p
 
         wait_until(lambda: len(shipped()) == 12, "the 12 events at the sink added by the reload", timeout=WAIT)
 
-        # Two reloads in quick succession: the sink process is swapped twice, in order, off the loop.
-        assert daemon.ctl("reload").returncode == 0 and daemon.ctl("reload").returncode == 0
+        # Two reloads in quick succession, each changing the sink: the sink process is swapped twice, in order,
+        # off the loop.
+        for timeout in (3, 4):
+            changed = sink.replace("}", f", timeout_secs: {timeout}}}")
+            _config(daemon, f"metrics: {{port: 0, address: 127.0.0.2}}\nallowlist: [203.0.113.0/24]\nsinks: [{changed}]\n")
+            assert daemon.ctl("reload").returncode == 0
         _failures(daemon, "198.51.100.8", 250)
         daemon.wait_lines(18)
         wait_until(lambda: len(shipped()) == 18, "6 more events after two quick reloads", timeout=WAIT)

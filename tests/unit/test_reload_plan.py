@@ -7,7 +7,7 @@ import ipaddress
 from pathlib import Path
 
 from bastion_guard.runtime.config import DaemonConfig, MetricsConfig, SourceConfig, load_config
-from bastion_guard.runtime.reload import LIVE_SETTINGS, plan_reload
+from bastion_guard.runtime.reload import LIVE_SETTINGS, plan_reload, sink_files
 from bastion_guard.shipping.config import SpoolConfig
 
 
@@ -45,3 +45,23 @@ def test_settings_owned_by_start_keep_their_running_values_and_are_named() -> No
 
 def test_every_live_setting_is_a_real_setting() -> None:
     assert {field.name for field in dataclasses.fields(DaemonConfig)} >= LIVE_SETTINGS
+
+
+def test_a_secret_file_rotated_on_disk_is_seen_though_the_configuration_is_the_same(tmp_path: Path) -> None:
+    key = tmp_path / "hook.key"
+    key.write_text("whsec_" + "A" * 32 + "\n")
+    key.chmod(0o600)
+    config_file = tmp_path / "bastiond.yaml"
+    config_file.write_text(
+        "sinks: [{type: webhook, name: hook, format: generic, url: https://hooks.example.com/x, "
+        f"secret_file: {key}}}]\n"
+    )
+    config = load_config(config_file)
+    before = sink_files(config)
+    assert [path for path, _ in before] == [str(key)]
+    assert sink_files(load_config(config_file)) == before, "nothing changed: no restart of the sink process"
+    replacement = tmp_path / "hook.key.new"
+    replacement.write_text("whsec_" + "B" * 40 + "\n")
+    replacement.chmod(0o600)
+    replacement.replace(key)  # how a rotation lands: a new file renamed over the old one
+    assert sink_files(load_config(config_file)) != before

@@ -43,7 +43,7 @@ from bastion_guard.runtime.config import DaemonConfig, SourceConfig
 from bastion_guard.runtime.control import ControlServer
 from bastion_guard.runtime.host_addresses import host_networks
 from bastion_guard.runtime.notify import Notifier
-from bastion_guard.runtime.reload import plan_reload
+from bastion_guard.runtime.reload import plan_reload, sink_files
 from bastion_guard.runtime.restore import restore_active_bans
 from bastion_guard.runtime.shipping import Shipping, check_sinks, open_shipping
 from bastion_guard.runtime.sources import SourceBatch, SourceReader, open_source
@@ -122,6 +122,7 @@ class Daemon:
         self._shipping_swap: threading.Thread | None = None  # a reload restarting the sink process
         self._reload_requested = threading.Event()  # set by SIGHUP, served by the loop
         self._saved_counts = False  # counts from the last stop are in the store (until a position moves)
+        self._sink_files: tuple[tuple[str, tuple[int, ...]], ...] = ()  # what the running sinks read, as of then
 
     # --- life cycle ----------------------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class Daemon:
         restored = restore_active_bans(self._store, self._firewall, now)
         log.info("restored %d active bans into the %s firewall", restored, self.config.firewall)
         self._resume_counts()
+        self._sink_files = sink_files(self.config)  # before the sinks read them: a change after is seen
         self._shipping = open_shipping(self.config, self._metrics)
         if self._shipping is not None:
             self._shipping.start()
@@ -502,8 +504,8 @@ class Daemon:
     def _reload(self, _request: dict[str, Any]) -> dict[str, Any]:
         """Check everything first: a bad file never replaces a good running configuration.
 
-        The sink process is restarted on every reload, changed or not, so secret and CA files rotated on disk
-        are read again (their contents are not part of the configuration compared here)."""
+        The sink process is restarted when the sinks or the spool settings changed, or a file a sink reads (a
+        secret, a CA) changed on disk: a rotated API key is picked up by a reload."""
         try:
             loaded = self.config if self._load_config is None else self._load_config()
             ruleset = load_rules(loaded.rules_dir)
@@ -512,6 +514,9 @@ class Daemon:
             self._firewall.set_allowlist(firewall_allowlist(ruleset, plan.config))
         except BastionError as error:
             return {"ok": False, "error": f"not reloaded, the running configuration stays:\n{error}"}
+        files = sink_files(plan.config)
+        shipping_changed = (plan.config.sinks, plan.config.spool, files) != (
+            self.config.sinks, self.config.spool, self._sink_files)
         self.config = plan.config
         self._ruleset = ruleset
         self._own_networks = host_networks(plan.config.netns)  # an address may have come or gone since
@@ -520,7 +525,9 @@ class Daemon:
                               history=self._history)
         self._engine.import_counts(counts)  # rules that still count the same way go on where they were
         self._metrics.set_rules([*_rule_verdicts(ruleset), (_MANUAL_RULE, Verdict.BAN)])
-        self._swap_shipping()
+        if shipping_changed:
+            self._sink_files = files
+            self._swap_shipping()
         log.info("reloaded %s and %d rules from %s", plan.config.origin, len(ruleset.rules), plan.config.rules_dir)
         for name in plan.restart_needed:
             log.warning("%s changed in %s: it takes effect at the next restart", name, plan.config.origin)
