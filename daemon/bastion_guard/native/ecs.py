@@ -12,6 +12,7 @@ native path in use and this one off.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -96,15 +97,10 @@ class NativeEcs:
         return ctypes.string_at(data, length.value) if data else None  # copied before this thread calls again
 
 
-_loaded: tuple[NativeEcs | None, str] | None = None
-
-
+@functools.cache
 def load_ecs() -> tuple[NativeEcs | None, str]:
     """The ECS path of the native library (once per process) and why it is or is not in use."""
-    global _loaded  # noqa: PLW0603 -- one load per process, like an import
-    if _loaded is None:
-        _loaded = _load_ecs()
-    return _loaded
+    return _load_ecs()
 
 
 def _load_ecs() -> tuple[NativeEcs | None, str]:

@@ -10,6 +10,7 @@ everything runs on the pure-Python parser, the reference. ``BASTION_GUARD_NATIVE
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.machinery
 import os
 from dataclasses import dataclass
@@ -94,15 +95,10 @@ def _open(path: Path) -> NativeLibrary:
     return NativeLibrary(dll, path, tuple(kinds))
 
 
-_loaded: tuple[NativeLibrary | None, str] | None = None
-
-
+@functools.cache
 def load() -> tuple[NativeLibrary | None, str]:
     """The library (once per process) and a one-line description: where it came from, or why not."""
-    global _loaded  # noqa: PLW0603 -- one load per process, like an import
-    if _loaded is None:
-        _loaded = _load()
-    return _loaded
+    return _load()
 
 
 def _load() -> tuple[NativeLibrary | None, str]:
